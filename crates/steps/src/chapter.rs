@@ -1,0 +1,37 @@
+//! The book's chapters that steps point to. The list is data so that a test
+//! can check every chapter a step names exists in `book/src/SUMMARY.md`.
+
+/// A chapter of the book, by title and by its path under `book/src`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chapter {
+    pub title: &'static str,
+    pub path: &'static str,
+}
+
+impl std::fmt::Display for Chapter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (book/src/{})", self.title, self.path)
+    }
+}
+
+macro_rules! chapters {
+    ($($name:ident = $title:literal, $path:literal;)*) => {
+        $(pub const $name: Chapter = Chapter { title: $title, path: $path };)*
+        /// Every chapter a step may name.
+        pub const ALL: &[Chapter] = &[$($name),*];
+    };
+}
+
+chapters! {
+    NAMESPACES = "Namespaces", "namespaces/README.md";
+    PID = "The PID namespace", "namespaces/pid.md";
+    MOUNT = "The mount namespace", "namespaces/mount.md";
+    UTS = "The UTS namespace", "namespaces/uts.md";
+    IPC = "The IPC namespace", "namespaces/ipc.md";
+    NET = "The network namespace", "namespaces/net.md";
+    USER = "The user namespace", "namespaces/user.md";
+    CGROUP = "The cgroup namespace", "namespaces/cgroup.md";
+    TIME = "The time namespace", "namespaces/time.md";
+    ENTER = "Looking at and entering namespaces", "namespaces/enter.md";
+    PROCESSES = "Processes, fork and exec", "namespaces/processes.md";
+}

@@ -1,0 +1,138 @@
+//! Errors that teach: each names the kernel call that failed with its
+//! arguments, the errno by name and meaning, and — where we know one — a hint
+//! a learner can act on. They print as one lower-case line.
+
+use std::fmt;
+
+use nix::errno::Errno;
+
+/// The exit codes every underhood binary documents. A program a binary runs
+/// passes its own exit code through; these are the binary's own.
+pub mod exit {
+    /// Bad flags or values: nothing was done.
+    pub const USAGE: u8 = 2;
+    /// The tool itself failed (a kernel call was refused); what it had set up
+    /// is undone. Docker and coreutils' `env`/`chroot` use 125 the same way.
+    pub const SETUP: u8 = 125;
+    /// The program was found but could not be executed.
+    pub const NOT_EXECUTABLE: u8 = 126;
+    /// The program was not found.
+    pub const NOT_FOUND: u8 = 127;
+}
+
+/// A failure of the tool itself, ready to print as one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    message: String,
+    code: u8,
+}
+
+impl Error {
+    /// Bad input, caught before any side effect.
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            code: exit::USAGE,
+        }
+    }
+
+    /// A kernel call that failed: `call` is the call as the plan shows it.
+    pub fn sys(call: impl fmt::Display, errno: Errno) -> Self {
+        Self {
+            message: format!("{call}: {}", describe(errno)),
+            code: exit::SETUP,
+        }
+    }
+
+    /// Any other failure of the tool's own setup.
+    pub fn setup(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            code: exit::SETUP,
+        }
+    }
+
+    /// `execvp` failed: 127 when the program does not exist, 126 otherwise,
+    /// like a shell.
+    pub fn exec(program: &str, errno: Errno) -> Self {
+        let (code, hint) = match errno {
+            Errno::ENOENT => (
+                exit::NOT_FOUND,
+                "check the program's name, and that it exists inside the new root and $PATH",
+            ),
+            Errno::EACCES => (exit::NOT_EXECUTABLE, "the file needs execute permission"),
+            Errno::ENOEXEC => (
+                exit::NOT_EXECUTABLE,
+                "not a binary this kernel runs, nor a script with a #! line",
+            ),
+            _ => (exit::NOT_EXECUTABLE, ""),
+        };
+        let error = Self {
+            message: format!("execvp(\"{program}\"): {}", describe(errno)),
+            code,
+        };
+        if hint.is_empty() {
+            error
+        } else {
+            error.hint(hint)
+        }
+    }
+
+    /// Adds a hint a learner can act on.
+    pub fn hint(mut self, hint: impl fmt::Display) -> Self {
+        self.message = format!("{}; hint: {hint}", self.message);
+        self
+    }
+
+    /// Adds what the tool was doing, in front.
+    pub fn context(mut self, what: impl fmt::Display) -> Self {
+        self.message = format!("{what}: {}", self.message);
+        self
+    }
+
+    pub fn code(&self) -> u8 {
+        self.code
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// `operation not permitted (EPERM)`: the meaning in lower case, then the
+/// name a learner can look up in `errno(3)`.
+pub fn describe(errno: Errno) -> String {
+    let desc = errno.desc();
+    let mut lower = desc.chars();
+    let desc = match lower.next() {
+        Some(first) => first.to_lowercase().chain(lower).collect(),
+        None => String::new(),
+    };
+    format!("{desc} ({errno:?})")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sys_error_names_call_errno_and_hint() {
+        let e = Error::sys("unshare(CLONE_NEWUSER)", Errno::EPERM)
+            .hint("see /proc/sys/user/max_user_namespaces");
+        assert_eq!(
+            e.to_string(),
+            "unshare(CLONE_NEWUSER): operation not permitted (EPERM); hint: see /proc/sys/user/max_user_namespaces"
+        );
+        assert_eq!(e.code(), exit::SETUP);
+    }
+
+    #[test]
+    fn exec_errors_use_shell_exit_codes() {
+        assert_eq!(Error::exec("nope", Errno::ENOENT).code(), 127);
+        assert_eq!(Error::exec("/etc/passwd", Errno::EACCES).code(), 126);
+    }
+}
