@@ -1,0 +1,232 @@
+//! What this machine supports: the facts `lab doctor` reports, and which
+//! lesson requirements they meet. Probing reads `/proc` and `/sys` and, for
+//! user namespaces, tries one in a throwaway child process.
+
+use std::path::Path;
+
+use nix::sys::statfs::statfs;
+
+use crate::lesson::Requirement;
+
+/// How the cgroup filesystem is laid out under `/sys/fs/cgroup`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupLayout {
+    /// One unified hierarchy: what current distributions use.
+    V2,
+    /// v1 controllers, plus an (often empty) v2 at `/sys/fs/cgroup/unified`.
+    Hybrid,
+    /// v1 controllers only.
+    V1,
+    Missing,
+}
+
+const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+impl CgroupLayout {
+    /// Detects the layout by the filesystem magic of the mount points.
+    pub fn detect() -> Self {
+        #[allow(clippy::unnecessary_cast)]
+        let magic = |path: &str| statfs(path).ok().map(|s| s.filesystem_type().0 as i64);
+        match magic("/sys/fs/cgroup") {
+            Some(CGROUP2_SUPER_MAGIC) => Self::V2,
+            Some(TMPFS_MAGIC) if magic("/sys/fs/cgroup/unified") == Some(CGROUP2_SUPER_MAGIC) => {
+                Self::Hybrid
+            }
+            Some(TMPFS_MAGIC) => Self::V1,
+            _ => Self::Missing,
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::V2 => "v2 (unified hierarchy at /sys/fs/cgroup)",
+            Self::Hybrid => "hybrid (v1 controllers, v2 at /sys/fs/cgroup/unified)",
+            Self::V1 => "v1 (one hierarchy per controller)",
+            Self::Missing => "not mounted",
+        }
+    }
+}
+
+/// Whether unprivileged users may create user namespaces, and if not why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserNamespaces {
+    Allowed,
+    Denied(String),
+}
+
+/// The facts about this machine.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    pub kernel: String,
+    pub kernel_version: (u32, u32),
+    pub root: bool,
+    pub cgroups: CgroupLayout,
+    pub user_namespaces: UserNamespaces,
+    pub time_namespaces: bool,
+    pub overlayfs: bool,
+    pub nft: Option<String>,
+    pub busybox: Option<String>,
+}
+
+impl Machine {
+    pub fn probe() -> Self {
+        let kernel = nix::sys::utsname::uname()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let kernel_version = parse_version(&kernel);
+        Self {
+            root: nix::unistd::Uid::effective().is_root(),
+            cgroups: CgroupLayout::detect(),
+            user_namespaces: probe_user_namespaces(),
+            time_namespaces: Path::new("/proc/self/ns/time").exists(),
+            overlayfs: overlayfs_available(&kernel),
+            nft: which("nft"),
+            busybox: which("busybox"),
+            kernel,
+            kernel_version,
+        }
+    }
+
+    /// Whether unprivileged overlay mounts work inside a user namespace:
+    /// mainline Linux allows them from 5.11.
+    pub fn unprivileged_overlay(&self) -> bool {
+        self.overlayfs && self.kernel_version >= (5, 11)
+    }
+
+    /// `Ok` if the requirement is met, else the reason and how to meet it.
+    pub fn check(&self, requirement: Requirement) -> Result<(), String> {
+        let ok_if = |met: bool, why: &str| if met { Ok(()) } else { Err(why.to_string()) };
+        match requirement {
+            Requirement::Root => ok_if(self.root, "needs root: run it with sudo"),
+            Requirement::UserNamespaces => match &self.user_namespaces {
+                UserNamespaces::Allowed => Ok(()),
+                UserNamespaces::Denied(why) => {
+                    Err(format!("needs unprivileged user namespaces: {why}"))
+                }
+            },
+            Requirement::TimeNamespaces => ok_if(
+                self.time_namespaces,
+                "needs time namespaces: Linux 5.6 or later",
+            ),
+            Requirement::CgroupV2 => ok_if(
+                self.cgroups == CgroupLayout::V2,
+                "needs a cgroup v2 host (this one is not); see the cgroups chapter",
+            ),
+            Requirement::Overlayfs => ok_if(self.overlayfs, "needs OverlayFS: modprobe overlay"),
+            Requirement::Nft => ok_if(self.nft.is_some(), "needs nft: apt install nftables"),
+            Requirement::Busybox => ok_if(
+                self.busybox.is_some(),
+                "needs busybox: apt install busybox-static",
+            ),
+        }
+    }
+
+    /// Every unmet requirement and missing tool of a lesson.
+    pub fn unmet(&self, lesson: &crate::lesson::Lesson) -> Vec<String> {
+        let mut unmet: Vec<String> = lesson
+            .requires
+            .iter()
+            .filter_map(|r| self.check(*r).err())
+            .collect();
+        for tool in &lesson.tools {
+            if which(tool).is_none() {
+                unmet.push(format!("needs the program {tool} on $PATH"));
+            }
+        }
+        unmet
+    }
+}
+
+fn parse_version(release: &str) -> (u32, u32) {
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|p| !p.is_empty());
+    let major = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let minor = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    (major, minor)
+}
+
+fn overlayfs_available(kernel: &str) -> bool {
+    let listed = std::fs::read_to_string("/proc/filesystems")
+        .map(|text| {
+            text.lines()
+                .any(|l| l.split_whitespace().last() == Some("overlay"))
+        })
+        .unwrap_or(false);
+    listed || Path::new(&format!("/lib/modules/{kernel}/kernel/fs/overlayfs")).exists()
+}
+
+/// The full path of a program on `$PATH`.
+pub fn which(program: &str) -> Option<String> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| {
+            use std::os::unix::fs::PermissionsExt;
+            candidate
+                .metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+        .map(|p| p.display().to_string())
+}
+
+/// Tries to create a user namespace as an unprivileged user, in a child.
+fn probe_user_namespaces() -> UserNamespaces {
+    let max = std::fs::read_to_string("/proc/sys/user/max_user_namespaces").unwrap_or_default();
+    if max.trim() == "0" {
+        return UserNamespaces::Denied("/proc/sys/user/max_user_namespaces is 0".into());
+    }
+    let apparmor =
+        std::fs::read_to_string("/proc/sys/kernel/apparmor_restrict_unprivileged_userns")
+            .is_ok_and(|v| v.trim() == "1");
+    let debian_knob = std::fs::read_to_string("/proc/sys/kernel/unprivileged_userns_clone")
+        .is_ok_and(|v| v.trim() == "0");
+    if debian_knob {
+        return UserNamespaces::Denied("kernel.unprivileged_userns_clone is 0".into());
+    }
+    match try_user_namespace_as_nobody() {
+        Ok(true) => UserNamespaces::Allowed,
+        Ok(false) if apparmor => UserNamespaces::Denied(
+            "AppArmor restricts them (kernel.apparmor_restrict_unprivileged_userns=1)".into(),
+        ),
+        Ok(false) => UserNamespaces::Denied(
+            "unshare(CLONE_NEWUSER) was refused to an unprivileged user".into(),
+        ),
+        Err(errno) => UserNamespaces::Denied(format!("could not probe: {errno}")),
+    }
+}
+
+fn try_user_namespace_as_nobody() -> Result<bool, nix::errno::Errno> {
+    use nix::sys::wait::{WaitStatus, waitpid};
+    use steps::sys::{Fork, fork};
+    match fork()? {
+        Fork::Child => {
+            // As root, become nobody first: root may always create one.
+            if nix::unistd::Uid::effective().is_root() {
+                let nobody = nix::unistd::Gid::from_raw(65534);
+                let ok = nix::unistd::setgroups(&[]).is_ok()
+                    && nix::unistd::setgid(nobody).is_ok()
+                    && nix::unistd::setuid(nix::unistd::Uid::from_raw(65534)).is_ok();
+                if !ok {
+                    std::process::exit(2);
+                }
+            }
+            let created = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER).is_ok();
+            std::process::exit(if created { 0 } else { 1 });
+        }
+        Fork::Parent { child } => Ok(matches!(waitpid(child, None)?, WaitStatus::Exited(_, 0))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_versions_parse_from_releases() {
+        assert_eq!(parse_version("6.1.0-28-amd64"), (6, 1));
+        assert_eq!(parse_version("5.15.0"), (5, 15));
+        assert_eq!(parse_version("garbage"), (0, 0));
+    }
+}
