@@ -1,0 +1,284 @@
+//! Support for the integration tests: the toolkit's binaries, a harness in
+//! which a test that cannot run here is reported *ignored* with its reason
+//! (never passed), scratch directories, and guards that undo what a test
+//! set up even when it fails.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+pub use lab::lesson::Requirement;
+use lab::machine::Machine;
+pub use libtest_mimic::Failed;
+use libtest_mimic::{Arguments, Trial};
+
+/// The machine the tests run on, probed once.
+pub fn machine() -> &'static Machine {
+    static MACHINE: OnceLock<Machine> = OnceLock::new();
+    MACHINE.get_or_init(Machine::probe)
+}
+
+/// The directory with the built binaries (`target/debug`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/debug/deps/test-HASH → target/debug
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf()
+}
+
+/// The path of one of the toolkit's binaries, built if it is not yet.
+pub fn bin(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    if !path.exists() {
+        static BUILD: OnceLock<()> = OnceLock::new();
+        BUILD.get_or_init(|| {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = Command::new(cargo)
+                .args(["build", "--workspace", "--bins"])
+                .status()
+                .expect("run cargo build");
+            assert!(status.success(), "cargo build --workspace --bins failed");
+        });
+    }
+    path
+}
+
+/// A command for one of the toolkit's binaries, with colour off and the
+/// C locale so output is the same everywhere.
+pub fn cmd(name: &str) -> Command {
+    let mut command = Command::new(bin(name));
+    command
+        .env("LC_ALL", "C")
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null());
+    command
+}
+
+/// Runs a command to completion, killing it after `seconds`.
+pub fn run_for(command: &mut Command, seconds: u64) -> Result<Output, Failed> {
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {command:?}: {e}"))?;
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(Duration::from_secs(seconds)) {
+        Ok(output) => output.map_err(|e| format!("waiting for {command:?}: {e}").into()),
+        Err(_) => {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            Err(format!("{command:?} did not finish within {seconds}s").into())
+        }
+    }
+}
+
+/// Runs a command with a 30 s limit.
+pub fn run(command: &mut Command) -> Result<Output, Failed> {
+    run_for(command, 30)
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Fails with `message` and both outputs unless `condition` holds.
+pub fn ensure(condition: bool, message: impl std::fmt::Display) -> Result<(), Failed> {
+    if condition {
+        Ok(())
+    } else {
+        Err(message.to_string().into())
+    }
+}
+
+/// Compares expected and actual, side by side, with the command's output.
+pub fn ensure_eq<T: PartialEq + std::fmt::Debug>(
+    actual: T,
+    expected: T,
+    what: &str,
+) -> Result<(), Failed> {
+    if actual == expected {
+        Ok(())
+    } else {
+        Err(format!("{what}\n  expected: {expected:?}\n    actual: {actual:?}").into())
+    }
+}
+
+/// Describes an output for failure messages.
+pub fn describe(output: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}--- stderr\n{}",
+        output.status,
+        stdout(output),
+        stderr(output)
+    )
+}
+
+/// A temporary directory the given user can enter (tempfile's are 0700).
+pub fn scratch() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
+        .prefix("underhood-test-")
+        .tempdir()
+        .expect("scratch dir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod scratch");
+    dir
+}
+
+/// Kills a child's whole process group, and reaps the child, when dropped.
+/// Spawn it with `process_group(0)` (see [`spawn_group`]) so that what it
+/// forked — a namespace's pid 1, say — goes too.
+#[derive(Debug)]
+pub struct ChildGuard(pub Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let group = nix::unistd::Pid::from_raw(-(self.0.id() as i32));
+        let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGKILL);
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Spawns a command in a process group of its own, guarded.
+pub fn spawn_group(command: &mut Command) -> Result<ChildGuard, Failed> {
+    use std::os::unix::process::CommandExt;
+    let child = command
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("cannot start {command:?}: {e}"))?;
+    Ok(ChildGuard(child))
+}
+
+/// A copy of one of the toolkit's binaries that any user can run (the
+/// build tree may sit in a directory only root may enter). Make it before
+/// the tests start their threads: a binary written while another thread
+/// forks can fail to exec with ETXTBSY.
+pub fn copy_for_any_user(name: &str, dir: &Path) -> PathBuf {
+    let copy = dir.join(name);
+    std::fs::copy(bin(name), &copy).expect("copy the binary");
+    copy
+}
+
+/// Detaches a mount when dropped.
+#[derive(Debug)]
+pub struct MountGuard(pub PathBuf);
+
+impl Drop for MountGuard {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// Whether the tests run as root.
+pub fn is_root() -> bool {
+    nix::unistd::Uid::effective().is_root()
+}
+
+type TestFn = Box<dyn FnOnce() -> Result<(), Failed> + Send>;
+
+/// A set of tests in which each names what it needs from the machine.
+#[derive(Default)]
+pub struct Suite {
+    trials: Vec<Trial>,
+    skipped: Vec<(String, String)>,
+    kept: Vec<tempfile::TempDir>,
+}
+
+impl std::fmt::Debug for Suite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Suite")
+            .field("trials", &self.trials.len())
+            .field("skipped", &self.skipped)
+            .finish()
+    }
+}
+
+impl Suite {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a test; if the machine lacks what it requires, it is reported
+    /// ignored, with the reason printed before the run.
+    pub fn test(
+        &mut self,
+        name: &str,
+        requires: &[Requirement],
+        test: impl FnOnce() -> Result<(), Failed> + Send + 'static,
+    ) {
+        let unmet: Vec<String> = requires
+            .iter()
+            .filter_map(|r| machine().check(*r).err())
+            .collect();
+        self.add(name, unmet, Box::new(test));
+    }
+
+    /// Adds a test that needs tools on `$PATH` as well.
+    pub fn test_with_tools(
+        &mut self,
+        name: &str,
+        requires: &[Requirement],
+        tools: &[&str],
+        test: impl FnOnce() -> Result<(), Failed> + Send + 'static,
+    ) {
+        let mut unmet: Vec<String> = requires
+            .iter()
+            .filter_map(|r| machine().check(*r).err())
+            .collect();
+        for tool in tools {
+            if lab::machine::which(tool).is_none() {
+                unmet.push(format!("needs the program {tool}"));
+            }
+        }
+        self.add(name, unmet, Box::new(test));
+    }
+
+    /// Adds a test that is skipped for a reason known to the caller.
+    pub fn test_unless(
+        &mut self,
+        name: &str,
+        skip: Option<String>,
+        test: impl FnOnce() -> Result<(), Failed> + Send + 'static,
+    ) {
+        self.add(name, skip.into_iter().collect(), Box::new(test));
+    }
+
+    fn add(&mut self, name: &str, unmet: Vec<String>, test: TestFn) {
+        let skip = !unmet.is_empty();
+        if skip {
+            self.skipped.push((name.to_string(), unmet.join("; ")));
+        }
+        self.trials
+            .push(Trial::test(name, test).with_ignored_flag(skip));
+    }
+
+    /// Keeps a directory until the suite has run, then removes it.
+    pub fn keep(&mut self, dir: tempfile::TempDir) {
+        self.kept.push(dir);
+    }
+
+    /// Runs the suite and exits with libtest's status.
+    pub fn run(self) -> ! {
+        let args = Arguments::from_args();
+        for (name, reason) in &self.skipped {
+            println!("skipped: {name}: {reason}");
+        }
+        let conclusion = libtest_mimic::run(&args, self.trials);
+        drop(self.kept);
+        conclusion.exit()
+    }
+}
