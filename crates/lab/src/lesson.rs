@@ -453,7 +453,7 @@ steps:
         assert_eq!(lesson.number, 1);
         assert_eq!(lesson.id(), "01-pid");
         assert_eq!(lesson.requires, vec![Requirement::Root]);
-        assert_eq!(lesson.step_line(0), Some(9));
+        assert_eq!(lesson.step_line(0), Some(8));
     }
 
     #[test]
@@ -492,7 +492,7 @@ steps:
     #[test]
     fn shown_output_must_satisfy_the_expectation() {
         let errors = parse(&GOOD.replace("      1\n", "      2\n")).unwrap_err();
-        assert_eq!(errors[0].line, Some(9));
+        assert_eq!(errors[0].line, Some(8));
         assert!(
             errors[0].message.contains("does not satisfy"),
             "{}",
