@@ -84,6 +84,10 @@ pub struct Expect {
     /// Exactly this many lines on stdout.
     #[serde(default)]
     pub stdout_lines: Option<usize>,
+    /// Stdout must be exactly what the step `shows` (for output that is the
+    /// same on every machine, like a plan printed by `--dry-run`).
+    #[serde(default)]
+    pub exact: bool,
 }
 
 /// A regular expression, compiled while the lesson is read.
@@ -260,11 +264,14 @@ impl Lesson {
             }
             if let Err(reason) = step
                 .expect
-                .matches(&Output {
-                    status: step.expect.exit,
-                    stdout: step.shows.clone(),
-                    stderr: String::new(),
-                })
+                .matches(
+                    &Output {
+                        status: step.expect.exit,
+                        stdout: step.shows.clone(),
+                        stderr: String::new(),
+                    },
+                    &step.shows,
+                )
                 .map(|_| ())
                 .or_else(|reasons| {
                     // What the book shows is stdout; stderr patterns are checked
@@ -311,8 +318,21 @@ pub struct Output {
 
 impl Expect {
     /// Whether `output` is what the lesson expects; if not, every reason.
-    pub fn matches(&self, output: &Output) -> Result<(), Vec<String>> {
+    /// `shows` is the output the book prints, for `exact`.
+    pub fn matches(&self, output: &Output, shows: &str) -> Result<(), Vec<String>> {
         let mut reasons = Vec::new();
+        if self.exact && output.stdout.trim_end() != shows.trim_end() {
+            let first_difference = output
+                .stdout
+                .lines()
+                .zip(shows.lines())
+                .position(|(got, shown)| got != shown)
+                .unwrap_or_else(|| output.stdout.lines().count().min(shows.lines().count()));
+            reasons.push(format!(
+                "stdout differs from what the book shows, from line {}",
+                first_difference + 1
+            ));
+        }
         if output.status != self.exit {
             reasons.push(format!(
                 "exit status {} where the lesson expects {}",
@@ -520,12 +540,29 @@ steps:
             not_stdout: vec![Pattern(regex::Regex::new("sshd").unwrap())],
             stderr: vec![],
             stdout_lines: Some(1),
+            exact: false,
         };
         let output = Output {
             status: 1,
             stdout: "2\nsshd\n".into(),
             stderr: String::new(),
         };
-        assert_eq!(expect.matches(&output).unwrap_err().len(), 4);
+        assert_eq!(expect.matches(&output, "").unwrap_err().len(), 4);
+    }
+
+    #[test]
+    fn exact_output_names_the_first_differing_line() {
+        let expect = Expect {
+            exact: true,
+            ..Expect::default()
+        };
+        let output = Output {
+            status: 0,
+            stdout: "a\nb\nc\n".into(),
+            stderr: String::new(),
+        };
+        assert_eq!(expect.matches(&output, "a\nb\nc\n"), Ok(()));
+        let reasons = expect.matches(&output, "a\nB\nc\n").unwrap_err();
+        assert!(reasons[0].ends_with("from line 2"), "{reasons:?}");
     }
 }

@@ -194,7 +194,7 @@ fn run(lessons: &[Lesson], number: u32, yes: bool, args: &StepArgs, p: Palette) 
                 if !output.stderr.is_empty() {
                     print!("{}", p.dim(&output.stderr));
                 }
-                match step.expect.matches(&output) {
+                match step.expect.matches(&output, &step.shows) {
                     Ok(()) => println!("  {}", p.good("✓ as the book shows")),
                     Err(reasons) => {
                         mismatches += 1;

@@ -149,7 +149,7 @@ pub fn check(lesson: &Lesson, toolkit: &Path) -> Verdict {
     let mut first_failure: Option<Verdict> = None;
     for (index, step) in lesson.steps.iter().enumerate() {
         let verdict = match run.run(step) {
-            Ok(output) => match step.expect.matches(&output) {
+            Ok(output) => match step.expect.matches(&output, &step.shows) {
                 Ok(()) => None,
                 Err(reasons) => Some(Verdict::Failed {
                     step: index + 1,

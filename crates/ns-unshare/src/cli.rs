@@ -65,7 +65,7 @@ pub struct Cli {
     /// Unshare the cgroup namespace
     #[arg(short = 'C', long, value_name = "FILE", num_args = 0..=1, require_equals = true)]
     pub cgroup: Option<Option<PathBuf>>,
-    /// Unshare the time namespace (children enter it; see --fork)
+    /// Unshare the time namespace (children enter it, and on recent kernels the program at exec)
     #[arg(short = 'T', long, value_name = "FILE", num_args = 0..=1, require_equals = true)]
     pub time: Option<Option<PathBuf>>,
 

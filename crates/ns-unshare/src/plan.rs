@@ -189,7 +189,11 @@ impl Op {
                 let own = namespaces.iter().map(|n| n.isolates()).collect::<Vec<_>>().join("; ");
                 let mut why = format!("new namespaces, so this process gets its own: {own}");
                 if namespaces.iter().any(|n| n.only_children_enter()) {
-                    why.push_str(" (pid and time namespaces take in only the children created from now on)");
+                    why.push_str(if namespaces.contains(&Namespace::Time) {
+                        " (pid and time namespaces take in the children created from now on; recent kernels also move the program into the time namespace at exec)"
+                    } else {
+                        " (a pid namespace takes in only the children created from now on)"
+                    });
                 }
                 why
             }
