@@ -138,6 +138,14 @@ fn man_page_example() -> Result<(), Failed> {
     ensure_eq(stdout(&out).as_str(), "1\n", &describe(&out))
 }
 
+/// `ps -o pid=,comm=` output as `"PID COMM"` lines.
+fn processes(out: &std::process::Output) -> Vec<String> {
+    stdout(out)
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
 fn ps_sees_only_itself() -> Result<(), Failed> {
     let out = run(ns_unshare().args([
         "--fork",
@@ -148,10 +156,7 @@ fn ps_sees_only_itself() -> Result<(), Failed> {
         "-o",
         "pid=,comm=",
     ]))?;
-    let lines: Vec<String> = stdout(&out)
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-        .collect();
+    let lines = processes(&out);
     ensure_eq(
         lines,
         vec!["1 ps".to_string()],
@@ -565,10 +570,7 @@ fn enter_pid_namespace() -> Result<(), Failed> {
         "-o",
         "pid=,comm=",
     ]))?;
-    let lines: Vec<String> = stdout(&out)
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-        .collect();
+    let lines = processes(&out);
     ensure(
         lines.contains(&"1 sleep".to_string()),
         format!("pid 1 is the target's sleep\n{}", describe(&out)),

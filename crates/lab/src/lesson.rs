@@ -397,6 +397,30 @@ fn parse_file_name(path: &Path) -> Result<(u32, String), LessonError> {
     })
 }
 
+/// The lessons in these files; all problems of all files at once.
+pub fn load_files(paths: &[PathBuf]) -> Result<Vec<Lesson>, Vec<LessonError>> {
+    let mut lessons = Vec::new();
+    let mut problems = Vec::new();
+    for path in paths {
+        match std::fs::read_to_string(path) {
+            Ok(source) => match Lesson::parse(path, &source) {
+                Ok(lesson) => lessons.push(lesson),
+                Err(mut errors) => problems.append(&mut errors),
+            },
+            Err(e) => problems.push(LessonError {
+                path: path.clone(),
+                line: None,
+                message: format!("cannot read: {e}"),
+            }),
+        }
+    }
+    if problems.is_empty() {
+        Ok(lessons)
+    } else {
+        Err(problems)
+    }
+}
+
 /// Every lesson in `dir`, in order; all problems of all files at once.
 pub fn load_all(dir: &Path) -> Result<Vec<Lesson>, Vec<LessonError>> {
     let entries = std::fs::read_dir(dir).map_err(|e| {
@@ -411,21 +435,9 @@ pub fn load_all(dir: &Path) -> Result<Vec<Lesson>, Vec<LessonError>> {
         .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
         .collect();
     paths.sort();
-    let mut lessons = Vec::new();
+    // Sorted by name is sorted by number: names start with two digits.
+    let lessons = load_files(&paths)?;
     let mut problems = Vec::new();
-    for path in paths {
-        match std::fs::read_to_string(&path) {
-            Ok(source) => match Lesson::parse(&path, &source) {
-                Ok(lesson) => lessons.push(lesson),
-                Err(mut errors) => problems.append(&mut errors),
-            },
-            Err(e) => problems.push(LessonError {
-                path: path.clone(),
-                line: None,
-                message: format!("cannot read: {e}"),
-            }),
-        }
-    }
     for pair in lessons.windows(2) {
         if pair[0].number == pair[1].number {
             problems.push(LessonError {

@@ -115,7 +115,12 @@ fn find(lessons: &[Lesson], number: u32) -> Result<&Lesson, u8> {
 }
 
 fn list(lessons: &[Lesson], p: Palette) -> u8 {
-    let machine = Machine::probe();
+    print_lessons(lessons, &Machine::probe(), p);
+    0
+}
+
+/// One line per lesson: number, title, and whether it runs on `machine`.
+fn print_lessons(lessons: &[Lesson], machine: &Machine, p: Palette) {
     for lesson in lessons {
         let unmet = machine.unmet(lesson);
         let status = if unmet.is_empty() {
@@ -125,7 +130,6 @@ fn list(lessons: &[Lesson], p: Palette) -> u8 {
         };
         println!("{:>3}  {:<40} {status}", lesson.number, lesson.title);
     }
-    0
 }
 
 fn run(lessons: &[Lesson], number: u32, yes: bool, args: &StepArgs, p: Palette) -> u8 {
@@ -357,42 +361,15 @@ fn doctor(lessons: &[Lesson], p: Palette) -> u8 {
     println!();
     let runnable = lessons.iter().filter(|l| m.unmet(l).is_empty()).count();
     println!("{runnable} of {} lessons run here:", lessons.len());
-    for lesson in lessons {
-        let unmet = m.unmet(lesson);
-        let status = if unmet.is_empty() {
-            p.good("yes")
-        } else {
-            p.warn(&unmet.join("; "))
-        };
-        println!("{:>3}  {:<40} {status}", lesson.number, lesson.title);
-    }
+    print_lessons(lessons, &m, p);
     0
 }
 
 fn lint(dir: &Path, files: &[PathBuf], p: Palette) -> u8 {
-    let parsed: Result<Vec<Lesson>, Vec<LessonError>> = if files.is_empty() {
+    let parsed = if files.is_empty() {
         lesson::load_all(dir)
     } else {
-        let mut lessons = Vec::new();
-        let mut problems = Vec::new();
-        for file in files {
-            match std::fs::read_to_string(file) {
-                Ok(source) => match Lesson::parse(file, &source) {
-                    Ok(lesson) => lessons.push(lesson),
-                    Err(mut errors) => problems.append(&mut errors),
-                },
-                Err(e) => problems.push(LessonError {
-                    path: file.clone(),
-                    line: None,
-                    message: format!("cannot read: {e}"),
-                }),
-            }
-        }
-        if problems.is_empty() {
-            Ok(lessons)
-        } else {
-            Err(problems)
-        }
+        lesson::load_files(files)
     };
     let lessons = match parsed {
         Ok(lessons) => lessons,
@@ -425,7 +402,12 @@ fn lint(dir: &Path, files: &[PathBuf], p: Palette) -> u8 {
         eprintln!("lab: {problem}");
     }
     if problems.is_empty() {
-        println!("{} {} lessons", p.good("ok:"), lessons.len());
+        let noun = if lessons.len() == 1 {
+            "lesson"
+        } else {
+            "lessons"
+        };
+        println!("{} {} {noun}", p.good("ok:"), lessons.len());
         0
     } else {
         EXIT_MISMATCH
