@@ -113,6 +113,7 @@ fn main() {
         list_marks_differences,
     );
     suite.test("shell_is_the_default_program", &[Root], shell_is_default);
+    suite.test("root_wd_setuid_and_setgid", &[Root], root_wd_and_ids);
     suite.test(
         "explain_narrates_on_stderr_only",
         &[Root],
@@ -598,6 +599,25 @@ fn list_marks_differences() -> Result<(), Failed> {
     ensure(
         row("net").split_whitespace().nth(1) == row("net").split_whitespace().nth(2),
         text.clone(),
+    )
+}
+
+fn root_wd_and_ids() -> Result<(), Failed> {
+    let out = run(ns_unshare().args(["-R", "/", "-w", "/etc", "pwd"]))?;
+    ensure_eq(stdout(&out).as_str(), "/etc\n", &describe(&out))?;
+    let out = run(ns_unshare().args([
+        "-S",
+        "65534",
+        "-G",
+        "65534",
+        "sh",
+        "-c",
+        "id -u; id -g; id -G",
+    ]))?;
+    ensure_eq(
+        stdout(&out).as_str(),
+        "65534\n65534\n65534\n",
+        &describe(&out),
     )
 }
 

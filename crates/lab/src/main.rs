@@ -165,12 +165,18 @@ fn run(lessons: &[Lesson], number: u32, yes: bool, args: &StepArgs, p: Palette) 
         }
     };
     let interactive = !yes && std::io::stdin().is_terminal();
+    // The same prompt as the book: `#` where the lesson needs root.
+    let prompt = if lesson.requires.contains(&lesson::Requirement::Root) {
+        "#"
+    } else {
+        "$"
+    };
     let mut mismatches = 0;
     let total = lesson.steps.len();
     for (index, step) in lesson.steps.iter().enumerate() {
         println!("\n{}", p.bold(&format!("Step {} of {total}", index + 1)));
         println!("{}", step.notice.trim());
-        println!("  {} {}", p.dim("$"), p.call(&step.run));
+        println!("  {} {}", p.dim(prompt), p.call(&step.run));
         if args.explain || args.dry_run {
             for pattern in &step.expect.stdout {
                 println!("  {}", p.dim(&format!("expect a line matching {pattern}")));
