@@ -686,6 +686,7 @@ fn bad_input() -> Result<(), Failed> {
     let not_executable = dir.path().join("not-executable");
     std::fs::write(&not_executable, "echo hi\n")?;
     let not_executable = not_executable.to_string_lossy().into_owned();
+    let not_a_namespace = format!("--uts={not_executable}");
     let cases: &[(&[&str], i32, &str)] = &[
         (
             &["--no-such-flag"],
@@ -720,9 +721,9 @@ fn bad_input() -> Result<(), Failed> {
         ),
         (&[&not_executable], 126, "permission denied (EACCES)"),
         (
-            &["--enter", "--uts=/etc/hostname", "true"],
+            &["--enter", &not_a_namespace, "true"],
             2,
-            "/etc/hostname is not a namespace file",
+            "is not a namespace file",
         ),
     ];
     for (args, code, message) in cases {
