@@ -13,9 +13,9 @@ use nix::fcntl::OFlag;
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sched::setns;
-use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{Gid, Pid, Uid, getpid, pipe2};
+use steps::process::{Exit, Supervision};
 use steps::sys::{Fork, fork};
 use steps::{Error, Narrator, Plan, Step};
 
@@ -26,10 +26,8 @@ use crate::plan::{Helper, NsStep, Op, Side, namespace_ids};
 /// How a run ends.
 #[derive(Debug)]
 pub enum Outcome {
-    /// Exit with this code: the child's, or 0.
-    Exit(u8),
-    /// The child was killed by this signal: die of it too.
-    Signaled(Signal),
+    /// The child ended so: end the same way.
+    Ended(Exit),
     /// `--list`: one column per process, ours first.
     Listed(Vec<Column>),
 }
@@ -55,8 +53,8 @@ struct Executor<'a> {
     origin: Pid,
     helpers: Vec<RunningHelper>,
     child: Option<Pid>,
-    /// The signals a waiting parent blocks and handles with sigwait().
-    forward: SigSet,
+    /// The signal mask of a supervising parent, from before the fork.
+    supervision: Option<Supervision>,
     /// The parent holds the write end of this pipe until it dies; the child
     /// reads end of file from its end once that has happened.
     lifeline: Option<OwnedFd>,
@@ -74,7 +72,7 @@ pub fn run(plan: &Plan<NsStep>, narrator: &Narrator) -> Result<Outcome, Error> {
         origin: getpid(),
         helpers: Vec::new(),
         child: None,
-        forward: SigSet::empty(),
+        supervision: None,
         lifeline: None,
         namespace_files: Vec::new(),
         columns: Vec::new(),
@@ -277,29 +275,27 @@ impl Executor<'_> {
     fn fork(&mut self, call: impl Fn() -> String) -> Result<(), Error> {
         // The parent only waits: Ctrl-C and SIGTERM are for the child (they
         // reach it directly from the terminal), or are passed on with
-        // --forward-signals. Block them before forking so that no signal
-        // arrives in between; SIGCHLD too, which is how a forwarding parent
-        // learns that the child is done.
-        let mut set = SigSet::empty();
-        set.add(Signal::SIGINT);
-        set.add(Signal::SIGTERM);
-        set.add(Signal::SIGCHLD);
-        let mut old = SigSet::empty();
-        sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old))
-            .map_err(|e| Error::sys("sigprocmask", e))?;
-        self.forward = set;
+        // --forward-signals.
+        let supervision = Supervision::start().map_err(|e| Error::sys("sigprocmask", e))?;
+        let (lifeline_read, lifeline_write) =
+            pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("pipe2", e))?;
         match fork().map_err(|e| Error::sys(call(), e))? {
             Fork::Parent { child } => {
                 self.child = Some(child);
                 self.here = Side::Parent;
+                self.lifeline = Some(lifeline_write);
             }
             Fork::Child => {
-                sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None)
+                supervision
+                    .release_in_child()
                     .map_err(|e| Error::sys("sigprocmask", e))?;
                 self.helpers.clear();
                 self.here = Side::Child;
+                drop(lifeline_write);
+                self.lifeline = Some(lifeline_read);
             }
         }
+        self.supervision = Some(supervision);
         Ok(())
     }
 
@@ -315,35 +311,23 @@ impl Executor<'_> {
 
     fn wait_child(&mut self, forward_signals: bool) -> Result<Outcome, Error> {
         let child = self.child.expect("the plan forks before it waits");
-        let status = loop {
-            let flags = forward_signals.then_some(WaitPidFlag::WNOHANG);
-            match waitpid(child, flags) {
-                Ok(WaitStatus::StillAlive) => {
-                    let signal = self.forward.wait().map_err(|e| Error::sys("sigwait", e))?;
-                    if signal != Signal::SIGCHLD {
-                        self.narrator
-                            .note(&format!("passing {} on to the child", signal.as_str()));
-                        let _ = kill(child, signal);
-                    }
-                }
-                Ok(WaitStatus::Exited(_, code)) => break Outcome::Exit(code as u8),
-                Ok(WaitStatus::Signaled(_, signal, _)) => break Outcome::Signaled(signal),
-                Ok(_) => continue,
-                Err(Errno::EINTR) => continue,
-                Err(e) => return Err(Error::sys("waitpid(child)", e)),
-            }
-        };
-        match &status {
-            Outcome::Exit(code) => self.narrator.note(&format!(
+        let supervision = self.supervision.as_ref().expect("set up by the fork");
+        let narrator = self.narrator;
+        let exit = supervision
+            .wait(child, forward_signals, |signal| {
+                narrator.note(&format!("passing {} on to the child", signal.as_str()))
+            })
+            .map_err(|e| Error::sys("waitpid(child)", e))?;
+        match exit {
+            Exit::Code(code) => narrator.note(&format!(
                 "child {child} exited with {code}; so does ns-unshare"
             )),
-            Outcome::Signaled(signal) => self.narrator.note(&format!(
+            Exit::Signal(signal) => narrator.note(&format!(
                 "child {child} was killed by {}; ns-unshare ends itself the same way",
                 signal.as_str()
             )),
-            Outcome::Listed(_) => {}
         }
-        Ok(status)
+        Ok(Outcome::Ended(exit))
     }
 }
 

@@ -15,6 +15,7 @@ pub mod chapter;
 pub mod cli;
 pub mod error;
 pub mod narrate;
+pub mod process;
 pub mod sys;
 
 use std::ops::ControlFlow;
