@@ -52,6 +52,15 @@ impl Error {
         }
     }
 
+    /// An error passed on from another process of the tool, with the exit
+    /// code it chose.
+    pub fn with_code(message: impl Into<String>, code: u8) -> Self {
+        Self {
+            message: message.into(),
+            code,
+        }
+    }
+
     /// `execvp` failed: 127 when the program does not exist, 126 otherwise,
     /// like a shell.
     pub fn exec(program: &str, errno: Errno) -> Self {
@@ -103,10 +112,15 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// `operation not permitted (EPERM)`: the meaning in lower case, then the
-/// name a learner can look up in `errno(3)`.
+/// `operation not permitted (EPERM)`: the meaning in lower case, as the C
+/// library words it (what `perror` and the shell print, so what a learner
+/// will search for), then the name to look up in `errno(3)`.
 pub fn describe(errno: Errno) -> String {
-    let desc = errno.desc();
+    let text = std::io::Error::from_raw_os_error(errno as i32).to_string();
+    let desc = match text.rsplit_once(" (os error ") {
+        Some((desc, _)) => desc.to_string(),
+        None => errno.desc().to_string(),
+    };
     let mut lower = desc.chars();
     let desc = match lower.next() {
         Some(first) => first.to_lowercase().chain(lower).collect(),
@@ -128,6 +142,18 @@ mod tests {
             "unshare(CLONE_NEWUSER): operation not permitted (EPERM); hint: see /proc/sys/user/max_user_namespaces"
         );
         assert_eq!(e.code(), exit::SETUP);
+    }
+
+    #[test]
+    fn errnos_read_as_the_c_library_words_them() {
+        assert_eq!(
+            describe(Errno::EAGAIN),
+            "resource temporarily unavailable (EAGAIN)"
+        );
+        assert_eq!(
+            describe(Errno::ENOENT),
+            "no such file or directory (ENOENT)"
+        );
     }
 
     #[test]
