@@ -87,12 +87,19 @@ pub fn parse<P: clap::Parser>(program: &str) -> P {
                 error.exit();
             }
             let rendered = error.render().to_string();
-            let first = rendered
-                .lines()
-                .find(|line| !line.trim().is_empty())
-                .unwrap_or("bad usage")
-                .trim_start_matches("error: ");
-            let tip = rendered
+            // The message ends at the first blank line; a value with a
+            // newline in it must not break it in two.
+            let (message, rest) = rendered
+                .trim_start()
+                .split_once("\n\n")
+                .unwrap_or((rendered.trim(), ""));
+            let message = message.trim_start_matches("error: ").replace('\n', "\\n");
+            let first = if message.is_empty() {
+                "bad usage"
+            } else {
+                &message
+            };
+            let tip = rest
                 .lines()
                 .filter_map(|line| {
                     let line = line.trim();
