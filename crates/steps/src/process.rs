@@ -3,10 +3,14 @@
 //! passes SIGINT and SIGTERM on when asked, and in the end dies the way its
 //! child did, so the shell sees the child's exit status or signal.
 
+use std::os::fd::AsFd;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
@@ -44,12 +48,13 @@ pub struct Supervision {
 }
 
 impl Supervision {
-    /// Blocks SIGINT, SIGTERM and SIGCHLD. Call before `fork()`: then no
-    /// signal can arrive between the fork and the wait.
+    /// Blocks SIGINT, SIGTERM, SIGHUP and SIGCHLD. Call before `fork()`:
+    /// then no signal can arrive between the fork and the wait.
     pub fn start() -> Result<Self, Errno> {
         let mut handled = SigSet::empty();
         handled.add(Signal::SIGINT);
         handled.add(Signal::SIGTERM);
+        handled.add(Signal::SIGHUP);
         handled.add(Signal::SIGCHLD);
         let mut before = SigSet::empty();
         sigprocmask(SigmaskHow::SIG_BLOCK, Some(&handled), Some(&mut before))?;
@@ -61,29 +66,72 @@ impl Supervision {
         sigprocmask(SigmaskHow::SIG_SETMASK, Some(&self.before), None)
     }
 
-    /// Waits for `child`. With `forward`, SIGINT and SIGTERM sent to the
-    /// parent are passed on to the child (and reported to `on_signal`);
-    /// without, they stay pending while the parent waits.
+    /// Waits for `child`. With `forward`, SIGINT, SIGTERM and SIGHUP sent
+    /// to the parent are passed on to the child (and reported to
+    /// `on_signal`); without, they stay pending while the parent waits.
     pub fn wait(
         &self,
         child: Pid,
         forward: bool,
-        mut on_signal: impl FnMut(Signal),
+        on_signal: impl FnMut(Signal),
     ) -> Result<Exit, Errno> {
+        if forward {
+            return self.wait_ticking(child, None, on_signal, || {});
+        }
         loop {
-            let flags = forward.then_some(WaitPidFlag::WNOHANG);
-            match waitpid(child, flags) {
-                Ok(WaitStatus::StillAlive) => {
-                    let signal = self.handled.wait()?;
-                    if signal != Signal::SIGCHLD {
-                        on_signal(signal);
-                        let _ = kill(child, signal);
-                    }
-                }
+            match waitpid(child, None) {
                 Ok(WaitStatus::Exited(_, code)) => return Ok(Exit::Code(code as u8)),
                 Ok(WaitStatus::Signaled(_, signal, _)) => return Ok(Exit::Signal(signal)),
                 Ok(_) | Err(Errno::EINTR) => continue,
                 Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Waits for `child`, passing signals on, and calls `tick` about every
+    /// `every` while it runs (to sample what it uses). The signals are read
+    /// from a signalfd, which also tells who sent each: one the terminal
+    /// sent (Ctrl-C, a hang-up) went to the child's whole process group,
+    /// the child included, so it is not passed on a second time.
+    pub fn wait_ticking(
+        &self,
+        child: Pid,
+        every: Option<Duration>,
+        mut on_signal: impl FnMut(Signal),
+        mut tick: impl FnMut(),
+    ) -> Result<Exit, Errno> {
+        /// `si_code` of a signal the kernel itself sent, as the terminal's
+        /// line discipline does (SI_KERNEL in <asm-generic/siginfo.h>).
+        const SI_KERNEL: i32 = 0x80;
+        let signals = SignalFd::with_flags(
+            &self.handled,
+            SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK,
+        )?;
+        let timeout = every
+            .map(|every| PollTimeout::try_from(every).unwrap_or(PollTimeout::MAX))
+            .unwrap_or(PollTimeout::NONE);
+        loop {
+            match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) => {}
+                Ok(WaitStatus::Exited(_, code)) => return Ok(Exit::Code(code as u8)),
+                Ok(WaitStatus::Signaled(_, signal, _)) => return Ok(Exit::Signal(signal)),
+                Ok(_) | Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e),
+            }
+            tick();
+            let mut fds = [PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, timeout) {
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(e) => return Err(e),
+            }
+            while let Some(info) = signals.read_signal()? {
+                let Ok(signal) = Signal::try_from(info.ssi_signo as i32) else {
+                    continue;
+                };
+                if signal != Signal::SIGCHLD && info.ssi_code != SI_KERNEL {
+                    on_signal(signal);
+                    let _ = kill(child, signal);
+                }
             }
         }
     }
