@@ -34,4 +34,10 @@ chapters! {
     TIME = "The time namespace", "namespaces/time.md";
     ENTER = "Looking at and entering namespaces", "namespaces/enter.md";
     PROCESSES = "Processes, fork and exec", "namespaces/processes.md";
+    CGROUPS = "Control groups", "cgroups/README.md";
+    MEMORY = "Memory and the OOM killer", "cgroups/memory.md";
+    CPU = "CPU: quota and weight", "cgroups/cpu.md";
+    PIDS = "Pids: stopping a fork bomb", "cgroups/pids.md";
+    IO = "I/O: throttling a disk", "cgroups/io.md";
+    WATCHING = "Watching cgroups: stats and the tree", "cgroups/watching.md";
 }

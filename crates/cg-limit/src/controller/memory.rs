@@ -1,0 +1,179 @@
+//! # memory
+//!
+//! The memory controller counts the pages a group's processes use —
+//! anonymous memory, page cache, kernel memory on their behalf — and holds
+//! them under a limit. At the limit the kernel first reclaims (drops cache,
+//! swaps); when nothing more can be reclaimed, the OOM killer ends a process
+//! of the group, and the group's `oom_kill` count goes up. See
+//! <https://docs.kernel.org/admin-guide/cgroup-v2.html#memory>.
+//!
+//! | flag            | v2                | v1                             |
+//! |-----------------|-------------------|--------------------------------|
+//! | `--memory`      | `memory.max`      | `memory.limit_in_bytes`        |
+//! | `--memory-swap` | `memory.swap.max` (swap only) | `memory.memsw.limit_in_bytes` (memory + swap) |
+//! | peak            | `memory.peak`     | `memory.max_usage_in_bytes`    |
+//! | OOM kills       | `memory.events`   | `memory.oom_control`           |
+
+use std::path::Path;
+
+use crate::cgfs;
+use crate::controller::{Limits, Setting};
+use crate::layout::{Controller, Version};
+use crate::units::Bytes;
+
+pub fn settings(version: Version, limits: &Limits) -> Vec<Setting> {
+    let mut out = Vec::new();
+    let Some(memory) = limits.memory else {
+        return out;
+    };
+    let flag = format!("--memory {memory}");
+    let why = "the most memory the group may use: at the limit the kernel reclaims, then its OOM killer ends a process of the group (docker run --memory)";
+    let (file, value) = match version {
+        Version::V2 => ("memory.max", memory.file_value()),
+        Version::V1 => ("memory.limit_in_bytes", v1_value(memory)),
+    };
+    out.push(setting(file, value, flag, why.into()));
+    if let Some(total) = limits.memory_swap {
+        let flag = format!("--memory-swap {total}");
+        match version {
+            Version::V2 => {
+                // Docker's --memory-swap is memory and swap together; v2
+                // limits swap on its own.
+                let swap = match (total, memory) {
+                    (Bytes::Limit(total), Bytes::Limit(memory)) => {
+                        Bytes::Limit(total.saturating_sub(memory))
+                    }
+                    _ => Bytes::Max,
+                };
+                let why = format!(
+                    "memory and swap together, as docker counts them: v2 limits swap alone, so {total} - {memory} = {swap} of swap"
+                );
+                out.push(setting("memory.swap.max", swap.file_value(), flag, why));
+            }
+            Version::V1 => {
+                let why = "memory and swap together: v1 counts them as one (needs swap accounting, swapaccount=1)".to_string();
+                out.push(setting(
+                    "memory.memsw.limit_in_bytes",
+                    v1_value(total),
+                    flag,
+                    why,
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn setting(file: &'static str, value: String, flag: String, why: String) -> Setting {
+    Setting {
+        controller: Controller::Memory,
+        file,
+        value,
+        flag,
+        why,
+    }
+}
+
+/// v1 has no `max`: -1 means no limit.
+fn v1_value(bytes: Bytes) -> String {
+    match bytes {
+        Bytes::Limit(n) => n.to_string(),
+        Bytes::Max => "-1".into(),
+    }
+}
+
+/// What a group's memory looks like.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Bytes charged now, page cache included.
+    pub current: u64,
+    /// Of which inactive file cache: what `docker stats` leaves out.
+    pub inactive_file: u64,
+    /// The most ever charged; `None` where the kernel keeps no peak
+    /// (`memory.peak` is Linux 5.19+).
+    pub peak: Option<u64>,
+    /// The group's own limit (`None`: no limit of its own).
+    pub limit: Option<u64>,
+    /// Processes the OOM killer ended in the group and below it.
+    pub oom_kills: u64,
+}
+
+pub fn usage(version: Version, dir: &Path) -> Option<Usage> {
+    let stat = std::fs::read_to_string(dir.join("memory.stat")).unwrap_or_default();
+    let usage = match version {
+        Version::V2 => Usage {
+            current: cgfs::read_u64(&dir.join("memory.current"))?,
+            inactive_file: cgfs::keyed_in(&stat, "inactive_file").unwrap_or(0),
+            peak: cgfs::read_u64(&dir.join("memory.peak")),
+            limit: limit(version, dir),
+            oom_kills: cgfs::keyed(&dir.join("memory.events"), "oom_kill").unwrap_or(0),
+        },
+        Version::V1 => Usage {
+            current: cgfs::read_u64(&dir.join("memory.usage_in_bytes"))?,
+            inactive_file: cgfs::keyed_in(&stat, "total_inactive_file").unwrap_or(0),
+            peak: cgfs::read_u64(&dir.join("memory.max_usage_in_bytes")),
+            limit: limit(version, dir),
+            oom_kills: cgfs::keyed(&dir.join("memory.oom_control"), "oom_kill").unwrap_or(0),
+        },
+    };
+    Some(usage)
+}
+
+/// The limit a cgroup directory has of its own.
+pub fn limit(version: Version, dir: &Path) -> Option<u64> {
+    match version {
+        Version::V2 => cgfs::read_limit(&dir.join("memory.max")),
+        Version::V1 => cgfs::read_limit(&dir.join("memory.limit_in_bytes")),
+    }
+}
+
+/// The limit that holds for a cgroup directory: the lowest of its own and
+/// its ancestors' up to the hierarchy's root (`top`), and the directory
+/// that sets it.
+pub fn effective(version: Version, dir: &Path, top: &Path) -> Option<(u64, std::path::PathBuf)> {
+    super::lowest_above(dir, top, |d| limit(version, d))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(memory: &str, swap: Option<&str>) -> Limits {
+        Limits {
+            memory: Some(crate::units::parse_size(memory).unwrap()),
+            memory_swap: swap.map(|s| crate::units::parse_size(s).unwrap()),
+            ..Limits::default()
+        }
+    }
+
+    #[test]
+    fn memory_maps_to_each_versions_file() {
+        let v2 = settings(Version::V2, &limits("64M", None));
+        assert_eq!(
+            (v2[0].file, v2[0].value.as_str()),
+            ("memory.max", "67108864")
+        );
+        assert_eq!(v2[0].flag, "--memory 64M");
+        let v1 = settings(Version::V1, &limits("64M", None));
+        assert_eq!(
+            (v1[0].file, v1[0].value.as_str()),
+            ("memory.limit_in_bytes", "67108864")
+        );
+    }
+
+    #[test]
+    fn swap_is_total_in_v1_and_the_difference_in_v2() {
+        let v2 = settings(Version::V2, &limits("64M", Some("96M")));
+        assert_eq!(
+            (v2[1].file, v2[1].value.as_str()),
+            ("memory.swap.max", "33554432")
+        );
+        let v1 = settings(Version::V1, &limits("64M", Some("96M")));
+        assert_eq!(
+            (v1[1].file, v1[1].value.as_str()),
+            ("memory.memsw.limit_in_bytes", "100663296")
+        );
+        let v1 = settings(Version::V1, &limits("64M", Some("max")));
+        assert_eq!(v1[1].value, "-1");
+    }
+}
