@@ -360,19 +360,26 @@ fn find_parents(dir: &Path, depth: usize, found: &mut Vec<PathBuf>) {
     }
 }
 
-/// Collects the cgroups under a toolkit parent as names like `a` and `a/b`.
-fn walk(dir: &Path, prefix: &str, found: &mut Vec<String>) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
+/// The cgroups directly below `dir`: its subdirectories, by name.
+pub fn child_cgroups(dir: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
         .collect();
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
+    dirs.sort();
+    dirs
+}
+
+/// Collects the cgroups under a toolkit parent as names like `a` and `a/b`.
+fn walk(dir: &Path, prefix: &str, found: &mut Vec<String>) {
+    for child in child_cgroups(dir) {
+        let leaf = child.file_name().unwrap_or_default().to_string_lossy();
+        let name = format!("{prefix}{leaf}");
         found.push(name.clone());
-        walk(&entry.path(), &format!("{name}/"), found);
+        walk(&child, &format!("{name}/"), found);
     }
 }
 

@@ -14,15 +14,7 @@ use crate::CgroupFs;
 use crate::controller::{self, Limits, Setting};
 use crate::layout::{Cgroup, Name};
 
-/// Which process makes a call once the plan has forked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
-    Caller,
-    /// cg-limit after the fork: it waits, reports and cleans up.
-    Parent,
-    /// The child that joins the cgroup and becomes the command.
-    Child,
-}
+pub use steps::Side;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
@@ -234,11 +226,7 @@ pub fn enable_value(controllers: &[&str]) -> String {
 
 impl Step for CgStep {
     fn call(&self) -> String {
-        match self.side {
-            Side::Caller => self.op.call(),
-            Side::Parent => format!("parent: {}", self.op.call()),
-            Side::Child => format!("child: {}", self.op.call()),
-        }
+        self.side.label(self.op.call())
     }
 
     fn why(&self) -> String {

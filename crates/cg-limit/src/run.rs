@@ -132,11 +132,7 @@ pub fn run(
     let mut index = 0;
     while index < steps.len() {
         let step = &steps[index];
-        let theirs = matches!(
-            (step.side, executor.here),
-            (Side::Parent, Side::Child) | (Side::Child, Side::Parent)
-        );
-        if !theirs {
+        if !step.side.is_other_than(executor.here) {
             narrator.announce(index, plan.len(), step);
             let mut result = executor.execute(step);
             // A concurrent run may remove a shared parent between our
@@ -239,10 +235,16 @@ impl Executor<'_> {
                 }
                 std::fs::create_dir(dir).map_err(|e| {
                     let errno = cgfs::errno_of(&e);
-                    failed(
-                        errno,
-                        mkdir_error(call(), errno).context_name(&self.cgroup.name),
-                    )
+                    let error = mkdir_error(call(), errno);
+                    let name = &self.cgroup.name;
+                    let error = if errno == Errno::EEXIST {
+                        error.hint(format!(
+                            "a cgroup named {name} exists: another cg-limit run is using it, or a killed run left it (cg-limit cleanup {name})"
+                        ))
+                    } else {
+                        error
+                    };
+                    failed(errno, error)
                 })?;
                 self.made.push(Made::Cgroup(dir.clone()));
             }
@@ -456,23 +458,6 @@ impl Executor<'_> {
 enum Peak {
     Memory,
     Pids,
-}
-
-trait NameContext {
-    fn context_name(self, name: &crate::layout::Name) -> Self;
-}
-
-impl NameContext for Error {
-    /// Adds the hint for a cgroup that exists already.
-    fn context_name(self, name: &crate::layout::Name) -> Self {
-        if self.to_string().contains("(EEXIST)") {
-            self.hint(format!(
-                "a cgroup named {name} exists: another cg-limit run is using it, or a killed run left it (cg-limit cleanup {name})"
-            ))
-        } else {
-            self
-        }
-    }
 }
 
 fn mkdir_error(call: String, errno: Errno) -> Error {

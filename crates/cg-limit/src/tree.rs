@@ -156,19 +156,15 @@ fn chain(top: &Path, parent: &Path) -> Node {
 }
 
 fn subtree(dir: &Path) -> Vec<Node> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
+    crate::layout::child_cgroups(dir)
         .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .collect();
-    entries.sort_by_key(|e| e.file_name());
-    entries
-        .into_iter()
-        .map(|e| Node {
-            label: e.file_name().to_string_lossy().into_owned(),
-            dir: e.path(),
-            children: subtree(&e.path()),
+        .map(|child| Node {
+            label: child
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            children: subtree(&child),
+            dir: child,
         })
         .collect()
 }

@@ -12,16 +12,7 @@ use steps::{Chapter, Plan, Step, chapter};
 use crate::cli::{Enter, IdMaps, Program, Propagation, Setgroups, Unshare};
 use crate::namespace::{Namespace, ORDERED, flag_names};
 
-/// Which process makes a call once the plan has forked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
-    /// Before any fork, or in a plan that does not fork.
-    Caller,
-    /// ns-unshare itself after the fork: it only waits.
-    Parent,
-    /// The forked child that goes on to run the program.
-    Child,
-}
+pub use steps::Side;
 
 /// A helper process forked before `unshare()`, so that it stays in the
 /// original namespaces and can do from outside what the caller no longer
@@ -276,11 +267,7 @@ impl Op {
 
 impl Step for NsStep {
     fn call(&self) -> String {
-        match self.side {
-            Side::Caller => self.op.call(),
-            Side::Parent => format!("parent: {}", self.op.call()),
-            Side::Child => format!("child: {}", self.op.call()),
-        }
+        self.side.label(self.op.call())
     }
 
     fn why(&self) -> String {

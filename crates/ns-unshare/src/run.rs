@@ -78,11 +78,7 @@ pub fn run(plan: &Plan<NsStep>, narrator: &Narrator) -> Result<Outcome, Error> {
         columns: Vec::new(),
     };
     for (index, step) in plan.steps().iter().enumerate() {
-        let theirs = matches!(
-            (step.side, executor.here),
-            (Side::Parent, Side::Child) | (Side::Child, Side::Parent)
-        );
-        if theirs {
+        if step.side.is_other_than(executor.here) {
             continue;
         }
         narrator.announce(index, plan.len(), step);

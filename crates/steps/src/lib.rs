@@ -36,6 +36,38 @@ pub trait Step {
     fn chapter(&self) -> Chapter;
 }
 
+/// Which process makes a step, in a plan that splits across a `fork()`:
+/// the parent and the child walk the same plan, each making only its own
+/// steps, and each step says whose it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// Before any fork, or in a plan that does not fork.
+    Caller,
+    /// The tool itself after the fork: it waits for the child.
+    Parent,
+    /// The forked child that goes on to run the program.
+    Child,
+}
+
+impl Side {
+    /// `parent: waitpid(child)`: a call as the side that makes it shows it.
+    pub fn label(self, call: String) -> String {
+        match self {
+            Self::Caller => call,
+            Self::Parent => format!("parent: {call}"),
+            Self::Child => format!("child: {call}"),
+        }
+    }
+
+    /// Whether a step of this side is the other process's, seen from `here`.
+    pub fn is_other_than(self, here: Side) -> bool {
+        matches!(
+            (self, here),
+            (Self::Parent, Self::Child) | (Self::Child, Self::Parent)
+        )
+    }
+}
+
 /// An ordered list of steps with no side effects until [`Plan::execute`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan<S> {

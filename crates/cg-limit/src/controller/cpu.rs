@@ -88,13 +88,7 @@ pub fn settings(version: Version, limits: &Limits) -> Vec<Setting> {
 }
 
 fn setting(file: &'static str, value: String, flag: String, why: String) -> Setting {
-    Setting {
-        controller: Controller::Cpu,
-        file,
-        value,
-        flag,
-        why,
-    }
+    Setting::new(Controller::Cpu, file, value, flag, why)
 }
 
 /// CPU time a group has used, and how often it was throttled.

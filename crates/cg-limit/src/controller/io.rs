@@ -174,13 +174,7 @@ pub fn settings(version: Version, limits: &Limits) -> Vec<Setting> {
 }
 
 fn setting(file: &'static str, value: String, flag: String, why: String) -> Setting {
-    Setting {
-        controller: Controller::Io,
-        file,
-        value,
-        flag,
-        why,
-    }
+    Setting::new(Controller::Io, file, value, flag, why)
 }
 
 /// Bytes a group has read and written, over all devices.

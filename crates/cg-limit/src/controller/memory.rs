@@ -65,13 +65,7 @@ pub fn settings(version: Version, limits: &Limits) -> Vec<Setting> {
 }
 
 fn setting(file: &'static str, value: String, flag: String, why: String) -> Setting {
-    Setting {
-        controller: Controller::Memory,
-        file,
-        value,
-        flag,
-        why,
-    }
+    Setting::new(Controller::Memory, file, value, flag, why)
 }
 
 /// v1 has no `max`: -1 means no limit.

@@ -61,6 +61,22 @@ pub struct Setting {
 }
 
 impl Setting {
+    pub fn new(
+        controller: Controller,
+        file: &'static str,
+        value: String,
+        flag: String,
+        why: String,
+    ) -> Self {
+        Self {
+            controller,
+            file,
+            value,
+            flag,
+            why,
+        }
+    }
+
     pub fn chapter(&self) -> Chapter {
         chapter_of(self.controller)
     }

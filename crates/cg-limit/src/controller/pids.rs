@@ -52,13 +52,13 @@ pub fn parse(text: &str) -> Result<PidsMax, String> {
 pub fn settings(_version: Version, limits: &Limits) -> Vec<Setting> {
     limits
         .pids
-        .map(|max| Setting {
-            controller: Controller::Pids,
-            file: "pids.max",
-            value: max.to_string(),
-            flag: format!("--pids {max}"),
-            why: "a fork or clone that would take the group's processes and threads past this fails with EAGAIN; nothing running is killed (docker run --pids-limit)".into(),
-        })
+        .map(|max| Setting::new(
+            Controller::Pids,
+            "pids.max",
+            max.to_string(),
+            format!("--pids {max}"),
+            "a fork or clone that would take the group's processes and threads past this fails with EAGAIN; nothing running is killed (docker run --pids-limit)".into(),
+        ))
         .into_iter()
         .collect()
 }
