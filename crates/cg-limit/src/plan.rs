@@ -14,7 +14,7 @@ use crate::CgroupFs;
 use crate::controller::{self, Limits, Setting};
 use crate::layout::{Cgroup, Name};
 
-pub use steps::Side;
+pub use steps::{Side, Sided};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
@@ -71,11 +71,7 @@ pub enum Op {
 }
 
 /// One step of cg-limit's plan: a call and the process that makes it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CgStep {
-    pub side: Side,
-    pub op: Op,
-}
+pub type CgStep = Sided<Op>;
 
 fn quoted(path: &Path) -> String {
     format!("\"{}\"", path.display())
@@ -103,7 +99,7 @@ fn file_names(files: &[PathBuf]) -> String {
         .join(" ")
 }
 
-impl Op {
+impl Step for Op {
     fn call(&self) -> String {
         match self {
             Op::MakeParent { dir, .. } => format!("mkdir({}, 0755) unless it exists", quoted(dir)),
@@ -222,20 +218,6 @@ pub fn enable_value(controllers: &[&str]) -> String {
         .map(|c| format!("+{c}"))
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-impl Step for CgStep {
-    fn call(&self) -> String {
-        self.side.label(self.op.call())
-    }
-
-    fn why(&self) -> String {
-        self.op.why()
-    }
-
-    fn chapter(&self) -> Chapter {
-        self.op.chapter()
-    }
 }
 
 /// A run: a command in a new cgroup with limits.

@@ -12,7 +12,7 @@ use steps::{Chapter, Plan, Step, chapter};
 use crate::cli::{Enter, IdMaps, Program, Propagation, Setgroups, Unshare};
 use crate::namespace::{Namespace, ORDERED, flag_names};
 
-pub use steps::Side;
+pub use steps::{Side, Sided};
 
 /// A helper process forked before `unshare()`, so that it stays in the
 /// original namespaces and can do from outside what the caller no longer
@@ -77,11 +77,7 @@ pub enum Op {
 }
 
 /// One step of ns-unshare's plan: a call and the process that makes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NsStep {
-    pub side: Side,
-    pub op: Op,
-}
+pub type NsStep = Sided<Op>;
 
 fn quoted(path: &std::path::Path) -> String {
     format!("\"{}\"", path.display())
@@ -94,7 +90,7 @@ fn argv(args: &[OsString]) -> String {
         .join(", ")
 }
 
-impl Op {
+impl Step for Op {
     fn call(&self) -> String {
         match self {
             Op::StartHelper(Helper::IdMapper { .. }) => "fork() = id-map helper".into(),
@@ -262,20 +258,6 @@ impl Op {
             Op::SetHostname(_) => chapter::UTS,
             Op::OpenNamespace { .. } | Op::SetNs(_) | Op::ReadNamespaces { .. } => chapter::ENTER,
         }
-    }
-}
-
-impl Step for NsStep {
-    fn call(&self) -> String {
-        self.side.label(self.op.call())
-    }
-
-    fn why(&self) -> String {
-        self.op.why()
-    }
-
-    fn chapter(&self) -> Chapter {
-        self.op.chapter()
     }
 }
 

@@ -68,6 +68,28 @@ impl Side {
     }
 }
 
+/// A step of a plan that splits across a `fork()`: the call, and the process
+/// that makes it. Shown as that process shows it (`child: execvp(…)`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sided<O> {
+    pub side: Side,
+    pub op: O,
+}
+
+impl<O: Step> Step for Sided<O> {
+    fn call(&self) -> String {
+        self.side.label(self.op.call())
+    }
+
+    fn why(&self) -> String {
+        self.op.why()
+    }
+
+    fn chapter(&self) -> Chapter {
+        self.op.chapter()
+    }
+}
+
 /// An ordered list of steps with no side effects until [`Plan::execute`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan<S> {
