@@ -908,6 +908,8 @@ fn dry_run() -> Result<(), Failed> {
         out.contains("nothing was done (--dry-run)")
             && (out.contains("memory.max \"67108864\"")
                 || out.contains("memory.limit_in_bytes \"67108864\""))
+            && (out.contains("memory.swap.max \"0\" if the file exists")
+                || out.contains("memory.memsw.limit_in_bytes \"67108864\" if the file exists"))
             && out.contains("cgroup.procs \"0\"")
             && out.contains("child: execvp(\"true\""),
         describe(&output),

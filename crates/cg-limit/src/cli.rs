@@ -105,7 +105,7 @@ pub struct LimitArgs {
     /// Memory limit, like docker run --memory: 64M, 1G
     #[arg(long, short = 'm', value_name = "SIZE", value_parser = parse_size)]
     pub memory: Option<Bytes>,
-    /// Memory and swap together, like docker run --memory-swap (needs --memory)
+    /// Memory and swap together, like docker run --memory-swap (needs --memory); without it, no swap
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub memory_swap: Option<Bytes>,
     /// CPU quota in CPUs, like docker run --cpus: 0.5 is half of one CPU

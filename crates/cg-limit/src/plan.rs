@@ -109,6 +109,12 @@ impl Step for Op {
             ),
             Op::MakeCgroup { dir, .. } => format!("mkdir({}, 0755)", quoted(dir)),
             Op::Lock(dir) => format!("flock(open({}), LOCK_EX)", quoted(dir)),
+            Op::Write { path, setting } if setting.if_present => {
+                format!(
+                    "{} if the file exists",
+                    crate::cgfs::write_call(path, &setting.value)
+                )
+            }
             Op::Write { path, setting } => crate::cgfs::write_call(path, &setting.value),
             Op::Fork => "fork()".into(),
             Op::SetDeathSignal => "prctl(PR_SET_PDEATHSIG, SIGKILL)".into(),

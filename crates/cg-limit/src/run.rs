@@ -254,10 +254,15 @@ impl Executor<'_> {
                 self.lock = Some(held);
                 self.parent_lock = None;
             }
-            Op::Write { path, setting } => {
-                cgfs::write(path, &setting.value)
-                    .map_err(|errno| failed(errno, write_error(call(), errno, path)))?;
-            }
+            Op::Write { path, setting } => match cgfs::write(path, &setting.value) {
+                Err(Errno::ENOENT) if setting.if_present => self.narrator.note(&format!(
+                    "{} is not there: this kernel does not account swap",
+                    path.display()
+                )),
+                result => {
+                    result.map_err(|errno| failed(errno, write_error(call(), errno, path)))?
+                }
+            },
             Op::Fork => self.fork(call)?,
             Op::SetDeathSignal => {
                 nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)

@@ -11,8 +11,14 @@
 //! |-----------------|-------------------|--------------------------------|
 //! | `--memory`      | `memory.max`      | `memory.limit_in_bytes`        |
 //! | `--memory-swap` | `memory.swap.max` (swap only) | `memory.memsw.limit_in_bytes` (memory + swap) |
+//! | neither         | `memory.swap.max` 0 | `memory.memsw.limit_in_bytes` = `--memory` |
 //! | peak            | `memory.peak`     | `memory.max_usage_in_bytes`    |
 //! | OOM kills       | `memory.events`   | `memory.oom_control`           |
+//!
+//! Without `--memory-swap`, a `--memory` limit comes with no swap, as
+//! Kubernetes gives its containers, so that the limit holds the same on a
+//! machine with swap as on one without. `docker run --memory` alone lets a
+//! container swap as much again; `--memory-swap` gives that back.
 
 use std::path::Path;
 
@@ -32,7 +38,15 @@ pub fn settings(version: Version, limits: &Limits) -> Vec<Setting> {
         Version::V2 => ("memory.max", memory.file_value()),
         Version::V1 => ("memory.limit_in_bytes", v1_value(memory)),
     };
-    out.push(setting(file, value, flag, why.into()));
+    out.push(setting(file, value, flag.clone(), why.into()));
+    if let (None, Bytes::Limit(bytes)) = (limits.memory_swap, memory) {
+        let why = "and no swap, unless --memory-swap asks for it: the limit holds on a machine with swap too (docker would allow as much swap again; Kubernetes allows none)";
+        let (file, value) = match version {
+            Version::V2 => ("memory.swap.max", "0".to_string()),
+            Version::V1 => ("memory.memsw.limit_in_bytes", bytes.to_string()),
+        };
+        out.push(setting(file, value, flag, why.into()).if_present());
+    }
     if let Some(total) = limits.memory_swap {
         let flag = format!("--memory-swap {total}");
         match version {
@@ -169,5 +183,24 @@ mod tests {
         );
         let v1 = settings(Version::V1, &limits("64M", Some("max")));
         assert_eq!(v1[1].value, "-1");
+        assert!(
+            v1.iter().all(|s| !s.if_present),
+            "asked for: always written"
+        );
+    }
+
+    #[test]
+    fn a_memory_limit_alone_comes_with_no_swap_where_the_kernel_counts_it() {
+        let v2 = settings(Version::V2, &limits("64M", None));
+        assert_eq!(
+            (v2[1].file, v2[1].value.as_str(), v2[1].if_present),
+            ("memory.swap.max", "0", true)
+        );
+        let v1 = settings(Version::V1, &limits("64M", None));
+        assert_eq!(
+            (v1[1].file, v1[1].value.as_str(), v1[1].if_present),
+            ("memory.memsw.limit_in_bytes", "67108864", true)
+        );
+        assert_eq!(settings(Version::V2, &limits("max", None)).len(), 1);
     }
 }

@@ -58,6 +58,9 @@ pub struct Setting {
     pub flag: String,
     /// Why this file gets this value.
     pub why: String,
+    /// Written only where the kernel has the file (swap accounting may be
+    /// compiled out or switched off): a default, not something asked for.
+    pub if_present: bool,
 }
 
 impl Setting {
@@ -74,6 +77,15 @@ impl Setting {
             value,
             flag,
             why,
+            if_present: false,
+        }
+    }
+
+    /// The same, written only where the kernel has the file.
+    pub fn if_present(self) -> Self {
+        Self {
+            if_present: true,
+            ..self
         }
     }
 
