@@ -222,6 +222,7 @@ impl Executor<'_> {
                         Errno::ENOENT if dir.exists() => error.hint(
                             "a controller is not available in this cgroup: its parent does not hand it down",
                         ),
+                        Errno::EACCES | Errno::EPERM => error.hint(NEEDS_ROOT),
                         _ => error,
                     };
                     failed(errno, error)
@@ -465,12 +466,14 @@ enum Peak {
     Pids,
 }
 
+/// What a refused mkdir or write in a cgroup tree most often means.
+const NEEDS_ROOT: &str =
+    "making and changing cgroups needs root (or a cgroup delegated to you); run cg-limit with sudo";
+
 fn mkdir_error(call: String, errno: Errno) -> Error {
     let error = Error::sys(call, errno);
     match errno {
-        Errno::EACCES | Errno::EPERM | Errno::EROFS => error.hint(
-            "making cgroups needs root (or a cgroup delegated to you); run cg-limit with sudo",
-        ),
+        Errno::EACCES | Errno::EPERM | Errno::EROFS => error.hint(NEEDS_ROOT),
         _ => error,
     }
 }
@@ -491,6 +494,7 @@ fn write_error(call: String, errno: Errno, path: &Path) -> Error {
         (f, Errno::EINVAL | Errno::ENODEV) if f.starts_with("io.") || f.starts_with("blkio.") => {
             error.hint("io limits apply to whole disks (/dev/sda, not /dev/sda1) on a block layer that throttles (lsblk -d lists them)")
         }
+        (_, Errno::EACCES) if !nix::unistd::geteuid().is_root() => error.hint(NEEDS_ROOT),
         (_, Errno::EINVAL) => error.hint("the value is outside what this file accepts; see the chapter on its controller"),
         (_, Errno::EBUSY) => error.hint("the group already uses more than this limit"),
         _ => error,
