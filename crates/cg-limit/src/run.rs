@@ -47,7 +47,7 @@ pub struct Sampled {
 }
 
 /// How often peaks are sampled on kernels without `memory.peak` (5.19)
-/// or `pids.peak` (6.11).
+/// or `pids.peak` (6.1).
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(10);
 
 #[derive(Debug)]
@@ -291,6 +291,16 @@ impl Executor<'_> {
                 {
                     self.memory_limit =
                         controller::memory::effective(self.version, dir, top).map(|(l, _)| l);
+                }
+                // The pids limit that holds may also be a parent's.
+                let pids = Controller::Pids;
+                if let (Some(usage), Some(dir), Some(top)) = (
+                    self.usage.pids.as_mut(),
+                    self.cgroup.dir(pids),
+                    self.fs.layout().mount_of(pids),
+                ) {
+                    usage.limit =
+                        controller::lowest_above(dir, top, controller::pids::limit).map(|(l, _)| l);
                 }
             }
             Op::KillAll { dir, cgroup_kill } => {

@@ -7,8 +7,8 @@
 //! <https://docs.kernel.org/admin-guide/cgroup-v1/pids.html>.
 //!
 //! The files are the same in v1 and v2: `pids.max`, `pids.current`,
-//! `pids.events` (how many forks were refused) and, since Linux 6.11 on
-//! v2, `pids.peak`.
+//! `pids.events` (how many forks were refused) and, since Linux 6.1,
+//! `pids.peak`.
 
 use std::path::Path;
 
@@ -67,7 +67,7 @@ pub fn settings(_version: Version, limits: &Limits) -> Vec<Setting> {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
     pub current: u64,
-    /// `None` where the kernel keeps no peak (`pids.peak`, Linux 6.11+).
+    /// `None` where the kernel keeps no peak (`pids.peak`, Linux 6.1+).
     pub peak: Option<u64>,
     pub limit: Option<u64>,
     /// Forks refused because of the limit.
