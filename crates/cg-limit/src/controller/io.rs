@@ -127,11 +127,18 @@ pub fn settings(version: Version, limits: &Limits) -> Vec<Setting> {
                 ));
             }
         };
-        let why = format!(
-            "reads and writes of {} (device {}) by the group are held to these many bytes a second (docker run --device-read-bps/--device-write-bps)",
-            throttle.device,
-            throttle.numbers()
-        );
+        let why = |read: bool, write: bool| {
+            let (what, docker) = match (read, write) {
+                (true, true) => ("reads and writes", "--device-read-bps/--device-write-bps"),
+                (true, false) => ("reads", "--device-read-bps"),
+                _ => ("writes", "--device-write-bps"),
+            };
+            format!(
+                "{what} of {} (device {}) by the group are held to this many bytes a second (docker run {docker})",
+                throttle.device,
+                throttle.numbers()
+            )
+        };
         match version {
             Version::V2 => {
                 let mut value = throttle.numbers();
@@ -143,19 +150,22 @@ pub fn settings(version: Version, limits: &Limits) -> Vec<Setting> {
                 }
                 let mut parts = Vec::new();
                 flags(&mut parts);
+                let why = why(throttle.read_bps.is_some(), throttle.write_bps.is_some());
                 out.push(setting("io.max", value, parts.join(" "), why));
             }
             Version::V1 => {
-                for (file, rate, direction) in [
+                for (file, rate, direction, read) in [
                     (
                         "blkio.throttle.read_bps_device",
                         throttle.read_bps,
                         "--io-read-bps",
+                        true,
                     ),
                     (
                         "blkio.throttle.write_bps_device",
                         throttle.write_bps,
                         "--io-write-bps",
+                        false,
                     ),
                 ] {
                     if let Some(rate) = rate {
@@ -163,7 +173,7 @@ pub fn settings(version: Version, limits: &Limits) -> Vec<Setting> {
                             file,
                             format!("{} {rate}", throttle.numbers()),
                             format!("{direction} {}={}/s", throttle.device, human(rate)),
-                            why.clone(),
+                            why(read, !read),
                         ));
                     }
                 }
