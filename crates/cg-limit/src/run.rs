@@ -352,6 +352,19 @@ impl Executor<'_> {
     }
 
     fn fork(&mut self, call: impl Fn() -> String) -> Result<(), Failure> {
+        if let Some(signal) = self
+            .supervision
+            .take_pending()
+            .map_err(|e| failed(e, Error::sys("signalfd", e)))?
+        {
+            return Err(failed(
+                Errno::EINTR,
+                Error::with_code(
+                    format!("{signal} arrived before the command started; it was not run"),
+                    128 + signal as u8,
+                ),
+            ));
+        }
         self.parent_lock = None;
         let (read, write) =
             pipe2(OFlag::O_CLOEXEC).map_err(|e| failed(e, Error::sys("pipe2", e)))?;

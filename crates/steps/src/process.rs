@@ -61,6 +61,22 @@ impl Supervision {
         Ok(Self { handled, before })
     }
 
+    /// Takes a SIGINT, SIGTERM or SIGHUP that arrived since
+    /// [`Supervision::start`] and waits, blocked. Checked just before the
+    /// fork: such a signal came while there was no child to pass it on to
+    /// (a Ctrl-C during set-up reached only the tool), so the tool should
+    /// stop rather than start the program.
+    pub fn take_pending(&self) -> Result<Option<Signal>, Errno> {
+        let mut stops = SigSet::empty();
+        stops.add(Signal::SIGINT);
+        stops.add(Signal::SIGTERM);
+        stops.add(Signal::SIGHUP);
+        let signals = SignalFd::with_flags(&stops, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
+        Ok(signals
+            .read_signal()?
+            .and_then(|info| Signal::try_from(info.ssi_signo as i32).ok()))
+    }
+
     /// In the child: the signal mask it had before, for the program it runs.
     pub fn release_in_child(&self) -> Result<(), Errno> {
         sigprocmask(SigmaskHow::SIG_SETMASK, Some(&self.before), None)
@@ -153,5 +169,23 @@ pub fn end_like(exit: Exit) -> ExitCode {
             let _ = kill(nix::unistd::getpid(), signal);
             ExitCode::from(exit.shell_status())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::signal::raise;
+
+    #[test]
+    fn a_stop_signal_that_came_during_set_up_is_taken_once() {
+        // The mask is this test thread's own, and raise() sends to the
+        // calling thread, so the signal waits for it and no other test sees it.
+        let supervision = Supervision::start().unwrap();
+        assert_eq!(supervision.take_pending().unwrap(), None);
+        raise(Signal::SIGTERM).unwrap();
+        assert_eq!(supervision.take_pending().unwrap(), Some(Signal::SIGTERM));
+        assert_eq!(supervision.take_pending().unwrap(), None);
+        sigprocmask(SigmaskHow::SIG_SETMASK, Some(&supervision.before), None).unwrap();
     }
 }
