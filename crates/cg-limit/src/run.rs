@@ -33,8 +33,6 @@ pub struct Report {
     pub usage: Usage,
     /// Peaks cg-limit sampled itself where the kernel keeps none.
     pub sampled: Sampled,
-    /// The memory limit that held: the group's own or an ancestor's.
-    pub memory_limit: Option<u64>,
     /// Processes still running in the cgroup when the command ended.
     pub left: usize,
 }
@@ -91,7 +89,6 @@ struct Executor<'a> {
     exit: Option<Exit>,
     wall: Duration,
     usage: Usage,
-    memory_limit: Option<u64>,
     sampled: Sampled,
     left: usize,
 }
@@ -105,7 +102,9 @@ pub fn run(
     cgroup: &Cgroup,
 ) -> Result<Outcome, Error> {
     // Ctrl-C or SIGTERM during setup must not leave half a cgroup: they
-    // wait, blocked, until the command runs, and are then passed on to it.
+    // wait, blocked, until the last step before the fork, which then stops
+    // the run and undoes it; after the fork they are passed on to the
+    // command.
     let supervision = Supervision::start().map_err(|e| Error::sys("sigprocmask", e))?;
     let mut executor = Executor {
         narrator,
@@ -124,7 +123,6 @@ pub fn run(
         exit: None,
         wall: Duration::ZERO,
         usage: Usage::default(),
-        memory_limit: None,
         sampled: Sampled::default(),
         left: 0,
     };
@@ -157,7 +155,6 @@ pub fn run(
             exit,
             wall: executor.wall,
             usage: executor.usage,
-            memory_limit: executor.memory_limit,
             sampled: executor.sampled,
             left: executor.left,
         }))),
@@ -284,24 +281,7 @@ impl Executor<'_> {
             }
             Op::Wait => self.wait()?,
             Op::ReadUsage { .. } => {
-                self.usage = controller::usage(self.version, self.cgroup);
-                let memory = Controller::Memory;
-                if let (Some(dir), Some(top)) =
-                    (self.cgroup.dir(memory), self.fs.layout().mount_of(memory))
-                {
-                    self.memory_limit =
-                        controller::memory::effective(self.version, dir, top).map(|(l, _)| l);
-                }
-                // The pids limit that holds may also be a parent's.
-                let pids = Controller::Pids;
-                if let (Some(usage), Some(dir), Some(top)) = (
-                    self.usage.pids.as_mut(),
-                    self.cgroup.dir(pids),
-                    self.fs.layout().mount_of(pids),
-                ) {
-                    usage.limit =
-                        controller::lowest_above(dir, top, controller::pids::limit).map(|(l, _)| l);
-                }
+                self.usage = controller::usage(self.fs.layout(), self.cgroup);
             }
             Op::KillAll { dir, cgroup_kill } => {
                 self.left = self.left.max(

@@ -15,7 +15,7 @@ use steps::{Error, Palette};
 
 use crate::CgroupFs;
 use crate::controller::{self, Usage};
-use crate::layout::{Controller, Name};
+use crate::layout::Name;
 use crate::units::human;
 
 /// How often the stream refreshes, and how long `--no-stream` measures CPU.
@@ -34,7 +34,6 @@ pub struct Row {
 struct Reading {
     name: Name,
     usage: Usage,
-    limit: Option<u64>,
     at: Instant,
 }
 
@@ -42,23 +41,10 @@ fn read(fs: &dyn CgroupFs, names: &[Name]) -> Vec<Reading> {
     let layout = fs.layout();
     names
         .iter()
-        .map(|name| {
-            let cgroup = layout.cgroup(name);
-            let limit = match (
-                cgroup.dir(Controller::Memory),
-                layout.mount_of(Controller::Memory),
-            ) {
-                (Some(dir), Some(top)) => {
-                    controller::memory::effective(fs.version(), dir, top).map(|(l, _)| l)
-                }
-                _ => None,
-            };
-            Reading {
-                name: name.clone(),
-                usage: controller::usage(fs.version(), &cgroup),
-                limit,
-                at: Instant::now(),
-            }
+        .map(|name| Reading {
+            name: name.clone(),
+            usage: controller::usage(layout, &layout.cgroup(name)),
+            at: Instant::now(),
         })
         .collect()
 }
@@ -99,7 +85,7 @@ fn rows(before: &[Reading], after: &[Reading]) -> Vec<Row> {
                 memory: now.usage.memory.map(|m| {
                     (
                         m.current.saturating_sub(m.inactive_file),
-                        now.limit.unwrap_or(total),
+                        m.limit.unwrap_or(total),
                     )
                 }),
                 pids: now.usage.pids.map(|p| p.current),

@@ -24,9 +24,12 @@ fn of(limit: Option<u64>, show: impl Fn(u64) -> String) -> String {
 /// The first line: the name, how the command ended, and why, if the
 /// kernel ended it.
 pub fn headline(report: &Report) -> String {
-    let memory_limit = report.memory_limit;
-    let oom_kills = report.usage.memory.map(|m| m.oom_kills).unwrap_or(0);
-    let limit = memory_limit.map(human).unwrap_or_else(|| "?".into());
+    let memory = report.usage.memory;
+    let oom_kills = memory.map(|m| m.oom_kills).unwrap_or(0);
+    let limit = memory
+        .and_then(|m| m.limit)
+        .map(human)
+        .unwrap_or_else(|| "?".into());
     let name = &report.name;
     let after = seconds(report.wall);
     match report.exit {
@@ -51,7 +54,6 @@ fn plural(n: u64, one: &str, many: &str) -> String {
 
 /// The whole summary.
 pub fn render(report: &Report, p: Palette) -> String {
-    let memory_limit = report.memory_limit;
     let mut lines = vec![format!("cg-limit: {}", p.bold(&headline(report)))];
     let usage = &report.usage;
     if let Some(cpu) = usage.cpu {
@@ -91,7 +93,7 @@ pub fn render(report: &Report, p: Palette) -> String {
         };
         lines.push(format!(
             "  memory  peak {peak} {}{sampled}; {kills}",
-            of(memory_limit, human)
+            of(memory.limit, human)
         ));
     }
     if let Some(pids) = usage.pids {
@@ -174,7 +176,6 @@ mod tests {
                 memory: None,
                 pids: Some(10),
             },
-            memory_limit: Some(32 << 20),
             left: 2,
         }
     }

@@ -100,27 +100,29 @@ pub struct Usage {
     /// The most ever charged; `None` where the kernel keeps no peak
     /// (`memory.peak` is Linux 5.19+).
     pub peak: Option<u64>,
-    /// The group's own limit (`None`: no limit of its own).
+    /// The limit that holds: the group's own or a lower one above it
+    /// (`None`: no limit anywhere up to the root).
     pub limit: Option<u64>,
     /// Processes the OOM killer ended in the group and below it.
     pub oom_kills: u64,
 }
 
-pub fn usage(version: Version, dir: &Path) -> Option<Usage> {
+/// A group's memory, `dir` in the hierarchy mounted at `top`.
+pub fn usage(version: Version, dir: &Path, top: &Path) -> Option<Usage> {
     let stat = std::fs::read_to_string(dir.join("memory.stat")).unwrap_or_default();
     let usage = match version {
         Version::V2 => Usage {
             current: cgfs::read_u64(&dir.join("memory.current"))?,
             inactive_file: cgfs::keyed_in(&stat, "inactive_file").unwrap_or(0),
             peak: cgfs::read_u64(&dir.join("memory.peak")),
-            limit: limit(version, dir),
+            limit: effective(version, dir, top).map(|(l, _)| l),
             oom_kills: cgfs::keyed(&dir.join("memory.events"), "oom_kill").unwrap_or(0),
         },
         Version::V1 => Usage {
             current: cgfs::read_u64(&dir.join("memory.usage_in_bytes"))?,
             inactive_file: cgfs::keyed_in(&stat, "total_inactive_file").unwrap_or(0),
             peak: cgfs::read_u64(&dir.join("memory.max_usage_in_bytes")),
-            limit: limit(version, dir),
+            limit: effective(version, dir, top).map(|(l, _)| l),
             oom_kills: cgfs::keyed(&dir.join("memory.oom_control"), "oom_kill").unwrap_or(0),
         },
     };

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use steps::Chapter;
 
-use crate::layout::{Cgroup, Controller, Version};
+use crate::layout::{Cgroup, Controller, Layout, Version};
 
 /// What a run or `create` asks to limit.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -122,16 +122,17 @@ pub struct Usage {
     pub io: Option<io::Usage>,
 }
 
-/// Reads a cgroup's usage from its files.
-pub fn usage(version: Version, cgroup: &Cgroup) -> Usage {
+/// Reads a cgroup's usage from its files, with the memory and pids limits
+/// that hold there: the group's own or a lower one above it, up to the
+/// root of the controller's hierarchy.
+pub fn usage(layout: &Layout, cgroup: &Cgroup) -> Usage {
+    let version = layout.version();
+    let dir_and_top = |controller| Some((cgroup.dir(controller)?, layout.mount_of(controller)?));
     Usage {
-        memory: cgroup
-            .dir(Controller::Memory)
-            .and_then(|d| memory::usage(version, d)),
+        memory: dir_and_top(Controller::Memory)
+            .and_then(|(dir, top)| memory::usage(version, dir, top)),
         cpu: cpu::usage(version, cgroup),
-        pids: cgroup
-            .dir(Controller::Pids)
-            .and_then(|d| pids::usage(version, d)),
+        pids: dir_and_top(Controller::Pids).and_then(|(dir, top)| pids::usage(dir, top)),
         io: cgroup
             .dir(Controller::Io)
             .and_then(|d| io::usage(version, d)),

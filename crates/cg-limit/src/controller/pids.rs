@@ -69,16 +69,19 @@ pub struct Usage {
     pub current: u64,
     /// `None` where the kernel keeps no peak (`pids.peak`, Linux 6.1+).
     pub peak: Option<u64>,
+    /// The limit that holds: the group's own or a lower one above it.
     pub limit: Option<u64>,
     /// Forks refused because of the limit.
     pub refused: u64,
 }
 
-pub fn usage(_version: Version, dir: &Path) -> Option<Usage> {
+/// A group's tasks, `dir` in the hierarchy mounted at `top`; the files are
+/// the same on v1 and v2.
+pub fn usage(dir: &Path, top: &Path) -> Option<Usage> {
     Some(Usage {
         current: cgfs::read_u64(&dir.join("pids.current"))?,
         peak: cgfs::read_u64(&dir.join("pids.peak")),
-        limit: limit(dir),
+        limit: super::lowest_above(dir, top, limit).map(|(l, _)| l),
         refused: cgfs::keyed(&dir.join("pids.events"), "max").unwrap_or(0),
     })
 }
