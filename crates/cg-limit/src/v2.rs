@@ -34,10 +34,8 @@ impl CgroupV2 {
             .split_whitespace()
             .map(str::to_string)
             .collect();
-        let release = nix::sys::utsname::uname()
-            .map(|u| u.release().to_string_lossy().into_owned())
-            .unwrap_or_default();
-        Self::with(mount, available, kernel_at_least(&release, (5, 14)))
+        let cgroup_kill = steps::kernel::version(&steps::kernel::release()) >= (5, 14);
+        Self::with(mount, available, cgroup_kill)
     }
 
     /// A hierarchy described by its parts, for tests.
@@ -75,14 +73,6 @@ impl CgroupV2 {
     fn dir(cgroup: &Cgroup) -> PathBuf {
         cgroup.distinct_dirs()[0].to_path_buf()
     }
-}
-
-pub(crate) fn kernel_at_least(release: &str, wanted: (u32, u32)) -> bool {
-    let mut parts = release
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|p| p.parse::<u32>().ok());
-    let version = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    version >= wanted
 }
 
 impl CgroupFs for CgroupV2 {

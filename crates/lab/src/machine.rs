@@ -71,10 +71,8 @@ pub struct Machine {
 
 impl Machine {
     pub fn probe() -> Self {
-        let kernel = nix::sys::utsname::uname()
-            .map(|u| u.release().to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let kernel_version = parse_version(&kernel);
+        let kernel = steps::kernel::release();
+        let kernel_version = steps::kernel::version(&kernel);
         Self {
             root: nix::unistd::Uid::effective().is_root(),
             cgroups: CgroupLayout::detect(),
@@ -136,15 +134,6 @@ impl Machine {
         }
         unmet
     }
-}
-
-fn parse_version(release: &str) -> (u32, u32) {
-    let mut parts = release
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|p| !p.is_empty());
-    let major = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    let minor = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    (major, minor)
 }
 
 fn overlayfs_available(kernel: &str) -> bool {
@@ -216,17 +205,5 @@ fn try_user_namespace_as_nobody() -> Result<bool, nix::errno::Errno> {
             std::process::exit(if created { 0 } else { 1 });
         }
         Fork::Parent { child } => Ok(matches!(waitpid(child, None)?, WaitStatus::Exited(_, 0))),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kernel_versions_parse_from_releases() {
-        assert_eq!(parse_version("6.1.0-28-amd64"), (6, 1));
-        assert_eq!(parse_version("5.15.0"), (5, 15));
-        assert_eq!(parse_version("garbage"), (0, 0));
     }
 }

@@ -14,6 +14,7 @@
 pub mod chapter;
 pub mod cli;
 pub mod error;
+pub mod kernel;
 pub mod narrate;
 pub mod process;
 pub mod sys;
