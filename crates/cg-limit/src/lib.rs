@@ -43,8 +43,10 @@ use steps::Error;
 /// Everything else — which file a flag writes — is per controller, in
 /// [`controller`].
 pub trait CgroupFs: std::fmt::Debug {
-    fn version(&self) -> Version;
     fn layout(&self) -> &Layout;
+    fn version(&self) -> Version {
+        self.layout().version()
+    }
     /// Whether the controllers are available here; an error says how to
     /// make them so.
     fn check(&self, needed: &[Controller]) -> Result<(), Error>;

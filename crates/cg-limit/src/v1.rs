@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use steps::Error;
 
 use crate::CgroupFs;
-use crate::layout::{Cgroup, Controller, Layout, PARENT, V1Hierarchy, Version};
+use crate::layout::{Cgroup, Controller, Layout, PARENT, V1Hierarchy};
 use crate::plan::Op;
 
 #[derive(Debug, Clone)]
@@ -50,10 +50,6 @@ impl CgroupV1 {
 }
 
 impl CgroupFs for CgroupV1 {
-    fn version(&self) -> Version {
-        Version::V1
-    }
-
     fn layout(&self) -> &Layout {
         &self.layout
     }

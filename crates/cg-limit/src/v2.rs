@@ -76,10 +76,6 @@ impl CgroupV2 {
 }
 
 impl CgroupFs for CgroupV2 {
-    fn version(&self) -> Version {
-        Version::V2
-    }
-
     fn layout(&self) -> &Layout {
         &self.layout
     }
