@@ -18,6 +18,7 @@ use steps::{Error, Palette};
 use crate::CgroupFs;
 use crate::layout::{Controller, Name};
 use crate::run::{is_held, kill_all, lock_parent, remove, remove_if_empty};
+use crate::units::plural;
 
 /// Exit code when a cgroup asked for could not be removed.
 pub const KEPT: u8 = 1;
@@ -42,12 +43,7 @@ pub fn run(
     // everything; the deepest first, so children go before their parents.
     let mut names: Vec<&Name> = existing
         .iter()
-        .filter(|n| {
-            wanted.is_empty()
-                || wanted
-                    .iter()
-                    .any(|w| n == &w || n.as_str().starts_with(&format!("{w}/")))
-        })
+        .filter(|n| wanted.is_empty() || wanted.iter().any(|w| n == &w || n.is_below(w)))
         .collect();
     names.sort_by_key(|n| std::cmp::Reverse(n.depth()));
 
@@ -60,9 +56,7 @@ pub fn run(
     let mut said = false;
     let mut code = 0;
     for name in names {
-        let held_below = kept
-            .iter()
-            .any(|k| k.as_str().starts_with(&format!("{name}/")));
+        let held_below = kept.iter().any(|k| k.is_below(name));
         let dirs: Vec<PathBuf> = lockers
             .iter()
             .chain(others.iter())
@@ -109,11 +103,8 @@ pub fn run(
                 code = KEPT;
             }
             None if killed > 0 => {
-                let _ = writeln!(
-                    out,
-                    "removed {name} (killed {killed} process{})",
-                    if killed == 1 { "" } else { "es" }
-                );
+                let killed = plural(killed as u64, "process", "processes");
+                let _ = writeln!(out, "removed {name} (killed {killed})");
             }
             None => {
                 let _ = writeln!(out, "removed {name}");

@@ -437,6 +437,14 @@ impl Name {
             .collect()
     }
 
+    /// Whether this cgroup is somewhere below `other`: `a/b/c` is below
+    /// `a` and `a/b`, not below `a/b/c` nor `a/bc`.
+    pub fn is_below(&self, other: &Name) -> bool {
+        self.0
+            .strip_prefix(other.as_str())
+            .is_some_and(|rest| rest.starts_with('/'))
+    }
+
     /// How deep below the toolkit's parent: `a` is 1, `a/b` is 2.
     pub fn depth(&self) -> usize {
         self.0.split('/').count()
@@ -497,6 +505,16 @@ impl Cgroup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_is_below_its_ancestors_only() {
+        let name = |s: &str| Name::parse(s).unwrap();
+        assert!(name("a/b/c").is_below(&name("a")));
+        assert!(name("a/b/c").is_below(&name("a/b")));
+        assert!(!name("a/b/c").is_below(&name("a/b/c")));
+        assert!(!name("a/bc").is_below(&name("a/b")));
+        assert!(!name("a").is_below(&name("a/b")));
+    }
 
     const MOUNTINFO: &str = "\
 30 25 0:26 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:9 - tmpfs tmpfs ro,mode=755

@@ -8,7 +8,7 @@ use steps::Palette;
 use steps::process::Exit;
 
 use crate::run::Report;
-use crate::units::human;
+use crate::units::{human, plural};
 
 fn seconds(d: Duration) -> String {
     format!("{:.2}s", d.as_secs_f64())
@@ -46,10 +46,6 @@ pub fn headline(report: &Report) -> String {
         ),
         exit => format!("{name} {exit} after {after}"),
     }
-}
-
-fn plural(n: u64, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// The whole summary.

@@ -110,6 +110,11 @@ pub fn parse_cpus(text: &str) -> Result<f64, String> {
     Ok(cpus)
 }
 
+/// `1 process`, `2 processes`.
+pub fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
