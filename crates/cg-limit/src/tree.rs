@@ -47,26 +47,18 @@ impl Column {
                     Version::V2 => "memory.max",
                     Version::V1 => "memory.limit_in_bytes",
                 };
-                if !has(file) {
-                    return ("-".into(), false);
-                }
-                inherited(
-                    memory::limit(version, dir),
-                    lowest_above(dir, top, |d| memory::limit(version, d)).map(|(v, _)| v),
-                    human,
-                )
+                inherited(dir, top, file, |d| memory::limit(version, d), human)
             }
             Self::Cpus => {
                 let file = match version {
                     Version::V2 => "cpu.max",
                     Version::V1 => "cpu.cfs_quota_us",
                 };
-                if !has(file) {
-                    return ("-".into(), false);
-                }
                 inherited(
-                    cpu::limit(version, dir),
-                    lowest_above(dir, top, |d| cpu::limit(version, d)).map(|(v, _)| v),
+                    dir,
+                    top,
+                    file,
+                    |d| cpu::limit(version, d),
                     |c| format!("{c}"),
                 )
             }
@@ -74,16 +66,7 @@ impl Column {
                 Some(w) => (w.to_string(), false),
                 None => ("-".into(), false),
             },
-            Self::Pids => {
-                if !has("pids.max") {
-                    return ("-".into(), false);
-                }
-                inherited(
-                    pids::limit(dir),
-                    lowest_above(dir, top, pids::limit).map(|(v, _)| v),
-                    |n| n.to_string(),
-                )
-            }
+            Self::Pids => inherited(dir, top, "pids.max", pids::limit, |n| n.to_string()),
             Self::Io => {
                 let limits = io::limit(version, dir);
                 let has_file = has("io.max") || has("blkio.throttle.read_bps_device");
@@ -98,12 +81,21 @@ impl Column {
     }
 }
 
-/// `1G (32M)` when an ancestor holds the group lower than its own limit.
+/// A limit column: `-` where the controller's `file` is missing, the
+/// group's own limit read by `read`, or `1G (32M)` when an ancestor holds
+/// the group lower than that.
 fn inherited<T: PartialOrd + Copy>(
-    own: Option<T>,
-    holds: Option<T>,
+    dir: &Path,
+    top: &Path,
+    file: &str,
+    read: impl Fn(&Path) -> Option<T>,
     show: impl Fn(T) -> String,
 ) -> (String, bool) {
+    if !dir.join(file).exists() {
+        return ("-".into(), false);
+    }
+    let own = read(dir);
+    let holds = lowest_above(dir, top, &read).map(|(v, _)| v);
     let own_text = own.map(&show).unwrap_or_else(|| "max".into());
     match holds {
         Some(holds) if own.is_none_or(|o| holds < o) => {
