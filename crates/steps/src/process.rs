@@ -1,7 +1,7 @@
 //! Supervising a child: the parent blocks the signals it must handle before
-//! it forks, waits with `sigwait()` so nothing runs in signal context,
-//! passes SIGINT and SIGTERM on when asked, and in the end dies the way its
-//! child did, so the shell sees the child's exit status or signal.
+//! it forks, reads them from a signalfd so nothing runs in signal context,
+//! passes SIGINT, SIGTERM and SIGHUP on when asked, and in the end dies the
+//! way its child did, so the shell sees the child's exit status or signal.
 
 use std::os::fd::AsFd;
 use std::process::ExitCode;
@@ -67,10 +67,8 @@ impl Supervision {
     /// (a Ctrl-C during set-up reached only the tool), so the tool should
     /// stop rather than start the program.
     pub fn take_pending(&self) -> Result<Option<Signal>, Errno> {
-        let mut stops = SigSet::empty();
-        stops.add(Signal::SIGINT);
-        stops.add(Signal::SIGTERM);
-        stops.add(Signal::SIGHUP);
+        let mut stops = self.handled;
+        stops.remove(Signal::SIGCHLD);
         let signals = SignalFd::with_flags(&stops, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
         Ok(signals
             .read_signal()?
