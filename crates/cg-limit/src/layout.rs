@@ -97,6 +97,47 @@ impl Controller {
 const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 const TMPFS_MAGIC: i64 = 0x0102_1994;
 
+/// How cgroups are mounted under `/sys/fs/cgroup`, told by the filesystem
+/// magic of the mount points (`statfs(2)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mounted {
+    /// One unified hierarchy: what current distributions use.
+    V2,
+    /// v1 controllers, plus an (often empty) v2 at `/sys/fs/cgroup/unified`.
+    Hybrid,
+    /// v1 controllers only.
+    V1,
+    Missing,
+}
+
+impl Mounted {
+    pub fn detect() -> Self {
+        #[allow(clippy::unnecessary_cast)]
+        let magic = |path: &str| {
+            nix::sys::statfs::statfs(path)
+                .ok()
+                .map(|s| s.filesystem_type().0 as i64)
+        };
+        match magic("/sys/fs/cgroup") {
+            Some(CGROUP2_SUPER_MAGIC) => Self::V2,
+            Some(TMPFS_MAGIC) if magic("/sys/fs/cgroup/unified") == Some(CGROUP2_SUPER_MAGIC) => {
+                Self::Hybrid
+            }
+            Some(TMPFS_MAGIC) => Self::V1,
+            _ => Self::Missing,
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::V2 => "v2 (unified hierarchy at /sys/fs/cgroup)",
+            Self::Hybrid => "hybrid (v1 controllers, v2 at /sys/fs/cgroup/unified)",
+            Self::V1 => "v1 (one hierarchy per controller)",
+            Self::Missing => "not mounted",
+        }
+    }
+}
+
 /// One v1 hierarchy: where it is mounted, which controllers it has, and the
 /// directory of the caller's own cgroup in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,26 +157,22 @@ pub enum Layout {
 }
 
 impl Layout {
-    /// Detects the layout of `/sys/fs/cgroup`.
+    /// Detects the layout of `/sys/fs/cgroup`; a hybrid machine is used as
+    /// v1, where its controllers are.
     pub fn detect() -> Result<Self, Error> {
-        let base = Path::new("/sys/fs/cgroup");
-        #[allow(clippy::unnecessary_cast)]
-        let magic = nix::sys::statfs::statfs(base)
-            .map(|s| s.filesystem_type().0 as i64)
-            .map_err(|e| Error::sys("statfs(\"/sys/fs/cgroup\")", e).hint("is /sys mounted?"))?;
-        match magic {
-            CGROUP2_SUPER_MAGIC => Ok(Self::V2 {
-                mount: base.to_path_buf(),
+        match Mounted::detect() {
+            Mounted::V2 => Ok(Self::V2 {
+                mount: PathBuf::from("/sys/fs/cgroup"),
             }),
-            TMPFS_MAGIC => {
+            Mounted::V1 | Mounted::Hybrid => {
                 let read = |path: &str| {
                     std::fs::read_to_string(path)
                         .map_err(|e| Error::setup(format!("read {path}: {e}")))
                 };
                 Self::v1(&read("/proc/self/mountinfo")?, &read("/proc/self/cgroup")?)
             }
-            _ => Err(Error::setup(
-                "/sys/fs/cgroup is neither a cgroup2 mount nor a tmpfs of v1 hierarchies; hint: mount -t cgroup2 none /sys/fs/cgroup",
+            Mounted::Missing => Err(Error::setup(
+                "/sys/fs/cgroup is neither a cgroup2 mount nor a tmpfs of v1 hierarchies; hint: is /sys mounted? then mount -t cgroup2 none /sys/fs/cgroup",
             )),
         }
     }

@@ -4,49 +4,11 @@
 
 use std::path::Path;
 
-use nix::sys::statfs::statfs;
-
 use crate::lesson::Requirement;
 
-/// How the cgroup filesystem is laid out under `/sys/fs/cgroup`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CgroupLayout {
-    /// One unified hierarchy: what current distributions use.
-    V2,
-    /// v1 controllers, plus an (often empty) v2 at `/sys/fs/cgroup/unified`.
-    Hybrid,
-    /// v1 controllers only.
-    V1,
-    Missing,
-}
-
-const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
-const TMPFS_MAGIC: i64 = 0x0102_1994;
-
-impl CgroupLayout {
-    /// Detects the layout by the filesystem magic of the mount points.
-    pub fn detect() -> Self {
-        #[allow(clippy::unnecessary_cast)]
-        let magic = |path: &str| statfs(path).ok().map(|s| s.filesystem_type().0 as i64);
-        match magic("/sys/fs/cgroup") {
-            Some(CGROUP2_SUPER_MAGIC) => Self::V2,
-            Some(TMPFS_MAGIC) if magic("/sys/fs/cgroup/unified") == Some(CGROUP2_SUPER_MAGIC) => {
-                Self::Hybrid
-            }
-            Some(TMPFS_MAGIC) => Self::V1,
-            _ => Self::Missing,
-        }
-    }
-
-    pub fn describe(self) -> &'static str {
-        match self {
-            Self::V2 => "v2 (unified hierarchy at /sys/fs/cgroup)",
-            Self::Hybrid => "hybrid (v1 controllers, v2 at /sys/fs/cgroup/unified)",
-            Self::V1 => "v1 (one hierarchy per controller)",
-            Self::Missing => "not mounted",
-        }
-    }
-}
+/// How the cgroup filesystem is laid out under `/sys/fs/cgroup`: told the
+/// way cg-limit tells it.
+pub use cg_limit::layout::Mounted as CgroupLayout;
 
 /// Whether unprivileged users may create user namespaces, and if not why.
 #[derive(Debug, Clone, PartialEq, Eq)]
