@@ -28,26 +28,7 @@ impl std::fmt::Display for Bytes {
     }
 }
 
-/// `64M`, `1.5G`, `512` — the shortest exact-ish form.
-pub fn human(bytes: u64) -> String {
-    const UNITS: [(&str, u64); 4] = [
-        ("T", 1 << 40),
-        ("G", 1 << 30),
-        ("M", 1 << 20),
-        ("K", 1 << 10),
-    ];
-    for (suffix, size) in UNITS {
-        if bytes >= size {
-            let value = bytes as f64 / size as f64;
-            return if bytes % size == 0 {
-                format!("{}{suffix}", bytes / size)
-            } else {
-                format!("{value:.1}{suffix}")
-            };
-        }
-    }
-    format!("{bytes}B")
-}
+pub use steps::units::{human, plural};
 
 const SIZE_HELP: &str =
     "a size like 64M, 512m, 1G or 1.5GiB (K, M, G, T are powers of 1024), or max";
@@ -108,11 +89,6 @@ pub fn parse_cpus(text: &str) -> Result<f64, String> {
         return Err(format!("--cpus {text}: give a number from 0.01 to 1024"));
     }
     Ok(cpus)
-}
-
-/// `1 process`, `2 processes`.
-pub fn plural(n: u64, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ pub mod kernel;
 pub mod narrate;
 pub mod process;
 pub mod sys;
+pub mod units;
 
 use std::ops::ControlFlow;
 

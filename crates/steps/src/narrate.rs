@@ -148,9 +148,9 @@ impl Narrator {
         let p = self.palette;
         writeln!(
             out,
-            "{} would make {} calls; nothing was done (--dry-run):",
+            "{} would make {}; nothing was done (--dry-run):",
             self.program,
-            plan.len()
+            crate::units::plural(plan.len() as u64, "call", "calls")
         )?;
         for (index, step) in plan.steps().iter().enumerate() {
             writeln!(out, "{:>3}. {}", index + 1, p.call(&step.call()))?;
