@@ -40,4 +40,8 @@ chapters! {
     PIDS = "Pids: stopping a fork bomb", "cgroups/pids.md";
     IO = "I/O: throttling a disk", "cgroups/io.md";
     WATCHING = "Watching cgroups: stats and the tree", "cgroups/watching.md";
+    OVERLAY = "Union filesystems: OverlayFS", "overlay/README.md";
+    COPY_ON_WRITE = "Copy-on-write and whiteouts", "overlay/copy-on-write.md";
+    IMAGES = "Images are stacks of layers", "overlay/images.md";
+    ROOTFS = "A root filesystem from nothing", "overlay/rootfs.md";
 }

@@ -1,0 +1,147 @@
+//! An upper layer kept as a new read-only layer, like `docker commit`.
+//!
+//! `docker commit` turns a container's changes into a new image layer.
+//! For overlayfs that is a copy of the upper directory — whiteouts and
+//! opaque directories included, since they are what makes the layer
+//! delete things from the layers below it — that can then be given as a
+//! lower layer to any number of new stacks.
+//!
+//! The copy is made beside the new layer's name and renamed into place
+//! at the end, so a failed commit leaves no half layer behind.
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+
+use steps::{Chapter, Error, Narrator, Plan, Step, chapter};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Copy the upper layer's tree, everything kept.
+    Copy { from: PathBuf, to: PathBuf },
+    /// Put the finished copy in place.
+    Rename { from: PathBuf, to: PathBuf },
+}
+
+impl Step for Op {
+    fn call(&self) -> String {
+        match self {
+            Op::Copy { from, to } => format!(
+                "copy the tree \"{}\" → \"{}\" (contents, owners, modes, times, xattrs, \
+                 whiteouts; like cp -a)",
+                from.display(),
+                to.display()
+            ),
+            Op::Rename { from, to } => {
+                format!("rename(\"{}\", \"{}\")", from.display(), to.display())
+            }
+        }
+    }
+
+    fn why(&self) -> String {
+        match self {
+            Op::Copy { .. } => {
+                "the upper layer holds every change of the stack, deletions as whiteouts: \
+                 copied, it is a layer that makes the same changes to any stack"
+                    .into()
+            }
+            Op::Rename { .. } => {
+                "rename is atomic: the new layer appears whole or not at all".into()
+            }
+        }
+    }
+
+    fn chapter(&self) -> Chapter {
+        chapter::COPY_ON_WRITE
+    }
+}
+
+/// The plan that commits `upper` as the new layer `layer`.
+pub fn plan(upper: &Path, layer: &Path) -> Result<Plan<Op>, Error> {
+    match std::fs::metadata(upper) {
+        Ok(m) if m.is_dir() => {}
+        _ => {
+            return Err(Error::usage(format!(
+                "{}: no such directory; give the upper layer of a stack (its --upper)",
+                upper.display()
+            )));
+        }
+    }
+    if std::fs::symlink_metadata(layer).is_ok() {
+        return Err(Error::usage(format!(
+            "{}: already exists; a committed layer gets a new name",
+            layer.display()
+        )));
+    }
+    let parent = match layer.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !parent.is_dir() {
+        return Err(Error::usage(format!(
+            "{}: no such directory to put the new layer in",
+            parent.display()
+        )));
+    }
+    let name = layer
+        .file_name()
+        .ok_or_else(|| Error::usage(format!("{}: not a name for a layer", layer.display())))?;
+    let staging = parent.join(format!(
+        ".{}.commit-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let mut plan = Plan::new();
+    plan.push(Op::Copy {
+        from: upper.to_path_buf(),
+        to: staging.clone(),
+    });
+    plan.push(Op::Rename {
+        from: staging,
+        to: layer.to_path_buf(),
+    });
+    Ok(plan)
+}
+
+/// Makes the copy and renames it into place; on failure removes the copy.
+pub fn execute(plan: &Plan<Op>, narrator: &Narrator) -> Result<(), Error> {
+    let mut staging = None;
+    let result = plan.execute(narrator, |op| {
+        match op {
+            Op::Copy { from, to } => {
+                staging = Some(to.clone());
+                crate::tree::copy(from, to)?;
+            }
+            Op::Rename { from, to } => {
+                std::fs::rename(from, to)
+                    .map_err(|e| Error::setup(format!("{}: {e}", op.call())))?;
+                staging = None;
+            }
+        }
+        Ok(ControlFlow::<()>::Continue(()))
+    });
+    if let (Err(_), Some(staging)) = (&result, staging) {
+        let _ = std::fs::remove_dir_all(staging);
+    }
+    result.map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_commit_copies_beside_then_renames() {
+        let dir = tempfile::tempdir().unwrap();
+        let upper = dir.path().join("upper");
+        std::fs::create_dir(&upper).unwrap();
+        let layer = dir.path().join("layer2");
+        let plan = plan(&upper, &layer).unwrap();
+        let calls = plan.calls();
+        assert!(calls[0].starts_with(&format!("copy the tree \"{}\"", upper.display())));
+        assert!(calls[1].ends_with(&format!("\"{}\")", layer.display())));
+        execute(&plan, &Narrator::quiet("test")).unwrap();
+        assert!(layer.is_dir());
+        let err = super::plan(&upper, &layer).unwrap_err();
+        assert!(err.to_string().contains("already exists"), "{err}");
+    }
+}

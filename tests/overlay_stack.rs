@@ -1,0 +1,718 @@
+//! overlay-stack against the real kernel: stacks mounted for real, and what
+//! a learner sees in each layer with `ls` and `stat` — copy-up into the
+//! upper layer, whiteouts, opaque directories, two stacks sharing one
+//! base, committed layers, stacks too long for one page of options — and
+//! the classic mistakes refused before anything is made.
+//!
+//! Every stack lives in the test's scratch directory and is unmounted by a
+//! guard, also when the test fails.
+
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use support::{
+    Failed, MountGuard, Requirement::*, Suite, cmd, describe, ensure, ensure_eq, run, scratch,
+    stderr, stdout,
+};
+
+fn main() {
+    let mut suite = Suite::new();
+    let shared = scratch();
+    let tools = UserTools {
+        overlay_stack: support::copy_for_any_user("overlay-stack", shared.path()),
+        ns_unshare: support::copy_for_any_user("ns-unshare", shared.path()),
+    };
+    suite.keep(shared);
+    let as_user = tools.clone();
+    let keeps_user_xattrs = user_xattrs_in_tmp();
+    suite.test_unless(
+        "a_user_mounts_a_stack_in_a_user_namespace_of_their_own",
+        unmet(&[Root, Overlayfs, UserNamespaces]).or_else(|| {
+            (!keeps_user_xattrs).then(|| {
+                "the scratch filesystem keeps no user.* attributes (tmpfs before Linux 6.6)".into()
+            })
+        }),
+        move || rootless(&as_user),
+    );
+    let as_user = tools.clone();
+    suite.test_unless(
+        "a_rootless_upper_without_user_xattrs_is_refused",
+        unmet(&[Root, Overlayfs, UserNamespaces]).or_else(|| {
+            keeps_user_xattrs.then(|| "the scratch filesystem keeps user.* attributes".into())
+        }),
+        move || rootless_without_xattrs(&as_user),
+    );
+    suite.test(
+        "a_user_outside_a_user_namespace_is_told_how",
+        &[Root, Overlayfs],
+        move || rootless_refused(&tools),
+    );
+    suite.test(
+        "a_changed_file_is_copied_up_and_the_lower_is_untouched",
+        &[Root, Overlayfs],
+        copy_up,
+    );
+    suite.test(
+        "a_deleted_lower_file_becomes_a_whiteout",
+        &[Root, Overlayfs],
+        whiteout,
+    );
+    suite.test(
+        "a_directory_made_again_is_opaque",
+        &[Root, Overlayfs],
+        opaque,
+    );
+    suite.test(
+        "two_stacks_over_one_lower_see_their_own_changes_only",
+        &[Root, Overlayfs],
+        two_stacks,
+    );
+    suite.test(
+        "a_committed_layer_carries_the_changes_into_a_new_stack",
+        &[Root, Overlayfs],
+        commit,
+    );
+    suite.test(
+        "a_stack_too_long_for_one_page_mounts_through_short_links",
+        &[Root, Overlayfs],
+        many_layers,
+    );
+    suite.test(
+        "history_lists_a_mounted_stacks_layers",
+        &[Root, Overlayfs],
+        history,
+    );
+    suite.test(
+        "classic_mistakes_are_refused_before_anything_is_made",
+        &[Root, Overlayfs],
+        mistakes,
+    );
+    suite.test(
+        "a_refused_mount_leaves_no_directory_behind",
+        &[Root, Overlayfs],
+        refused_mount,
+    );
+    suite.test(
+        "an_upper_in_use_by_another_stack_is_refused",
+        &[Root, Overlayfs],
+        upper_in_use,
+    );
+    suite.test(
+        "umount_refuses_what_is_not_an_overlay",
+        &[Root],
+        umount_not_overlay,
+    );
+    suite.test("dry_run_makes_nothing", &[], dry_run);
+    suite.run();
+}
+
+/// Why a test cannot run here, if the machine lacks one of `requires`.
+fn unmet(requires: &[support::Requirement]) -> Option<String> {
+    let reasons: Vec<String> = requires
+        .iter()
+        .filter_map(|r| support::machine().check(*r).err())
+        .collect();
+    (!reasons.is_empty()).then(|| reasons.join("; "))
+}
+
+/// Whether the scratch directories' filesystem keeps `user.*` attributes.
+fn user_xattrs_in_tmp() -> bool {
+    let dir = scratch();
+    !matches!(
+        xattr::get(dir.path(), "user.underhood.probe"),
+        Err(e) if e.raw_os_error() == Some(nix::errno::Errno::EOPNOTSUPP as i32)
+    )
+}
+
+fn rootless_without_xattrs(tools: &UserTools) -> Result<(), Failed> {
+    let f = nobodys_fixture()?;
+    let script = format!(
+        "cd {dir} && {ovl} mount --lower lower --upper upper --work work merged",
+        dir = f.dir.path().display(),
+        ovl = tools.overlay_stack.display()
+    );
+    let output = run(as_nobody(&tools.ns_unshare)
+        .args(["-r", "--mount", "--", "sh", "-c"])
+        .arg(&script))?;
+    let err = stderr(&output);
+    ensure(
+        output.status.code() == Some(2)
+            && err.lines().count() == 1
+            && err.contains("keeps no user.* extended attributes"),
+        describe(&output),
+    )?;
+    ensure(!f.path("upper").exists(), "the upper layer was made")
+}
+
+/// Copies of the binaries that an ordinary user can run.
+#[derive(Clone)]
+struct UserTools {
+    overlay_stack: PathBuf,
+    ns_unshare: PathBuf,
+}
+
+/// The uid and gid the rootless tests run as: nobody's.
+const NOBODY: u32 = 65534;
+
+/// A scratch directory that belongs to nobody, with a lower layer.
+fn nobodys_fixture() -> Result<Fixture, Failed> {
+    fn give(path: &Path) -> Result<(), Failed> {
+        nix::unistd::chown(
+            path,
+            Some(nix::unistd::Uid::from_raw(NOBODY)),
+            Some(nix::unistd::Gid::from_raw(NOBODY)),
+        )?;
+        if path.is_dir() {
+            for entry in std::fs::read_dir(path)? {
+                give(&entry?.path())?;
+            }
+        }
+        Ok(())
+    }
+    let f = Fixture::new()?;
+    give(f.dir.path())?;
+    Ok(f)
+}
+
+fn as_nobody(program: &Path) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(program);
+    command
+        .env("LC_ALL", "C")
+        .env("PATH", "/usr/bin:/bin")
+        .uid(NOBODY)
+        .gid(NOBODY);
+    command
+}
+
+fn rootless(tools: &UserTools) -> Result<(), Failed> {
+    let f = nobodys_fixture()?;
+    let script = format!(
+        "cd {dir} && {ovl} mount --lower lower --upper upper --work work merged && \
+         rm merged/etc/hostname && rm -r merged/app/cache && mkdir merged/app/cache && \
+         {ovl} diff merged && grep -o userxattr /proc/self/mountinfo",
+        dir = f.dir.path().display(),
+        ovl = tools.overlay_stack.display()
+    );
+    let output = run(as_nobody(&tools.ns_unshare)
+        .args(["-r", "--mount", "--", "sh", "-c"])
+        .arg(&script))?;
+    ensure(output.status.success(), describe(&output))?;
+    ensure_eq(
+        stdout(&output),
+        "C /app\nC /app/cache\nC /etc\nD /etc/hostname\nuserxattr\n".into(),
+        "diff inside the user namespace",
+    )?;
+    // The mount went with the namespace; the layers stay, in user.* attributes.
+    ensure(
+        mounted_under(f.dir.path()).is_empty(),
+        "the mount outlived its namespace",
+    )?;
+    let marker = std::fs::symlink_metadata(f.path("upper/etc/hostname"))?;
+    ensure(
+        marker.file_type().is_char_device() && marker.rdev() == 0,
+        "no whiteout in the upper layer",
+    )?;
+    ensure_eq(
+        xattr_get(&f.path("upper/app/cache"), "user.overlay.opaque")?.as_deref(),
+        Some("y"),
+        "user.overlay.opaque",
+    )
+}
+
+fn rootless_refused(tools: &UserTools) -> Result<(), Failed> {
+    let f = nobodys_fixture()?;
+    let output = run(as_nobody(&tools.overlay_stack)
+        .arg("mount")
+        .arg("--lower")
+        .arg(f.path("lower"))
+        .arg("--upper")
+        .arg(f.path("upper"))
+        .arg("--work")
+        .arg(f.path("work"))
+        .arg(f.path("merged")))?;
+    let err = stderr(&output);
+    ensure(
+        output.status.code() == Some(125)
+            && err.lines().count() == 1
+            && err.contains("(EPERM)")
+            && err.contains("ns-unshare -r --mount"),
+        describe(&output),
+    )?;
+    for made in ["upper", "work", "merged"] {
+        ensure(!f.path(made).exists(), format!("{made} was left behind"))?;
+    }
+    Ok(())
+}
+
+/// A stack in a scratch directory: `lower` with some files, and the paths
+/// of `upper`, `work` and `merged`, not yet made.
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Result<Self, Failed> {
+        let dir = scratch();
+        let lower = dir.path().join("lower");
+        std::fs::create_dir_all(lower.join("etc"))?;
+        std::fs::create_dir_all(lower.join("app/cache"))?;
+        std::fs::write(lower.join("etc/motd"), "from the lower layer\n")?;
+        std::fs::write(lower.join("etc/hostname"), "base\n")?;
+        std::fs::write(lower.join("app/cache/a"), "a\n")?;
+        std::fs::write(lower.join("app/cache/b"), "b\n")?;
+        Ok(Self { dir })
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Mounts `lowers` (names in the scratch dir, topmost first) with the
+    /// upper `NAME-upper` at `NAME`.
+    fn mount(&self, name: &str, lowers: &[&str]) -> Result<MountGuard, Failed> {
+        let lower: Vec<String> = lowers
+            .iter()
+            .map(|l| self.path(l).display().to_string())
+            .collect();
+        let output = run(cmd("overlay-stack")
+            .arg("mount")
+            .arg("--lower")
+            .arg(lower.join(":"))
+            .arg("--upper")
+            .arg(self.path(&format!("{name}-upper")))
+            .arg("--work")
+            .arg(self.path(&format!("{name}-work")))
+            .arg(self.path(name)))?;
+        ensure(output.status.success(), describe(&output))?;
+        Ok(MountGuard(self.path(name)))
+    }
+}
+
+fn read(path: &Path) -> Result<String, Failed> {
+    std::fs::read_to_string(path).map_err(|e| format!("read {}: {e}", path.display()).into())
+}
+
+fn diff(target: &Path, long: bool) -> Result<String, Failed> {
+    let mut command = cmd("overlay-stack");
+    command.arg("diff").arg(target);
+    if long {
+        command.arg("--long");
+    }
+    let output = run(&mut command)?;
+    ensure(output.status.success(), describe(&output))?;
+    Ok(stdout(&output))
+}
+
+fn copy_up() -> Result<(), Failed> {
+    let f = Fixture::new()?;
+    let lower_before = std::fs::metadata(f.path("lower/etc/motd"))?;
+    let _mount = f.mount("merged", &["lower"])?;
+    // Nothing is in the upper layer until something is written.
+    ensure_eq(
+        std::fs::read_dir(f.path("merged-upper"))?.count(),
+        0,
+        "entries in a fresh upper layer",
+    )?;
+    std::fs::write(f.path("merged/etc/motd"), "changed in the container\n")?;
+    ensure_eq(
+        read(&f.path("merged-upper/etc/motd"))?,
+        "changed in the container\n".into(),
+        "the copied-up file in upper/",
+    )?;
+    ensure_eq(
+        read(&f.path("lower/etc/motd"))?,
+        "from the lower layer\n".into(),
+        "the lower layer's file",
+    )?;
+    let lower_after = std::fs::metadata(f.path("lower/etc/motd"))?;
+    ensure_eq(
+        (lower_after.ino(), lower_after.mtime()),
+        (lower_before.ino(), lower_before.mtime()),
+        "the lower file's inode and mtime",
+    )?;
+    // A file the container only read stays in the lower layer alone.
+    read(&f.path("merged/etc/hostname"))?;
+    ensure(
+        !f.path("merged-upper/etc/hostname").exists(),
+        "a file only read was copied up",
+    )?;
+    std::fs::write(f.path("merged/new-file"), "new\n")?;
+    ensure_eq(
+        diff(&f.path("merged"), false)?,
+        "C /etc\nC /etc/motd\nA /new-file\n".into(),
+        "overlay-stack diff",
+    )
+}
+
+fn whiteout() -> Result<(), Failed> {
+    let f = Fixture::new()?;
+    let _mount = f.mount("merged", &["lower"])?;
+    std::fs::remove_file(f.path("merged/etc/hostname"))?;
+    ensure(
+        !f.path("merged/etc/hostname").exists(),
+        "the deleted file is still in the merged view",
+    )?;
+    let marker = std::fs::symlink_metadata(f.path("merged-upper/etc/hostname"))?;
+    ensure(
+        marker.file_type().is_char_device() && marker.rdev() == 0,
+        format!("upper/etc/hostname is not a 0:0 character device: {marker:?}"),
+    )?;
+    ensure_eq(
+        read(&f.path("lower/etc/hostname"))?,
+        "base\n".into(),
+        "the lower layer keeps the deleted file",
+    )?;
+    let long = diff(&f.path("merged"), true)?;
+    ensure(
+        long.lines().any(|l| {
+            l.starts_with("D /etc/hostname") && l.contains("whiteout: character device 0:0")
+        }),
+        format!("diff --long:\n{long}"),
+    )
+}
+
+fn opaque() -> Result<(), Failed> {
+    let f = Fixture::new()?;
+    let _mount = f.mount("merged", &["lower"])?;
+    std::fs::remove_dir_all(f.path("merged/app/cache"))?;
+    std::fs::create_dir(f.path("merged/app/cache"))?;
+    std::fs::write(f.path("merged/app/cache/c"), "c\n")?;
+    let names: Vec<_> = std::fs::read_dir(f.path("merged/app/cache"))?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<Result<_, _>>()?;
+    ensure_eq(names, vec!["c".into()], "the remade directory's entries")?;
+    let value = xattr_get(&f.path("merged-upper/app/cache"), "trusted.overlay.opaque")?;
+    ensure_eq(value.as_deref(), Some("y"), "trusted.overlay.opaque")?;
+    let long = diff(&f.path("merged"), true)?;
+    ensure(
+        long.lines()
+            .any(|l| l.starts_with("C /app/cache") && l.contains("opaque directory")),
+        format!("diff --long:\n{long}"),
+    )
+}
+
+fn xattr_get(path: &Path, name: &str) -> Result<Option<String>, Failed> {
+    Ok(xattr::get(path, name)?.map(|v| String::from_utf8_lossy(&v).into_owned()))
+}
+
+/// The mount points at or below `dir`.
+fn mounted_under(dir: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    text.lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .filter(|target| Path::new(target).starts_with(dir))
+        .map(String::from)
+        .collect()
+}
+
+fn two_stacks() -> Result<(), Failed> {
+    let f = Fixture::new()?;
+    let _one = f.mount("one", &["lower"])?;
+    let _two = f.mount("two", &["lower"])?;
+    std::fs::write(f.path("one/etc/motd"), "one\n")?;
+    std::fs::remove_file(f.path("two/etc/motd"))?;
+    std::fs::write(f.path("two/only-in-two"), "2\n")?;
+    ensure_eq(read(&f.path("one/etc/motd"))?, "one\n".into(), "one's motd")?;
+    ensure(!f.path("two/etc/motd").exists(), "two still has motd")?;
+    ensure(!f.path("one/only-in-two").exists(), "one sees two's file")?;
+    ensure_eq(
+        read(&f.path("lower/etc/motd"))?,
+        "from the lower layer\n".into(),
+        "the shared lower",
+    )?;
+    ensure_eq(
+        diff(&f.path("one"), false)?,
+        "C /etc\nC /etc/motd\n".into(),
+        "one's diff",
+    )?;
+    ensure_eq(
+        diff(&f.path("two"), false)?,
+        "C /etc\nD /etc/motd\nA /only-in-two\n".into(),
+        "two's diff",
+    )
+}
+
+fn commit() -> Result<(), Failed> {
+    let f = Fixture::new()?;
+    {
+        let _first = f.mount("first", &["lower"])?;
+        std::fs::write(f.path("first/etc/motd"), "committed\n")?;
+        std::fs::remove_file(f.path("first/etc/hostname"))?;
+        let output = run(cmd("overlay-stack")
+            .arg("commit")
+            .arg(f.path("first-upper"))
+            .arg(f.path("layer2")))?;
+        ensure(output.status.success(), describe(&output))?;
+        ensure(stdout(&output).contains("1 deleted"), describe(&output))?;
+    }
+    let marker = std::fs::symlink_metadata(f.path("layer2/etc/hostname"))?;
+    ensure(
+        marker.file_type().is_char_device() && marker.rdev() == 0,
+        "the committed layer lost the whiteout",
+    )?;
+    let _second = f.mount("second", &["layer2", "lower"])?;
+    ensure_eq(
+        read(&f.path("second/etc/motd"))?,
+        "committed\n".into(),
+        "the new stack's motd",
+    )?;
+    ensure(
+        !f.path("second/etc/hostname").exists(),
+        "the new stack shows the file the layer deleted",
+    )?;
+    ensure_eq(
+        diff(&f.path("second"), false)?,
+        String::new(),
+        "a fresh stack's diff",
+    )
+}
+
+fn many_layers() -> Result<(), Failed> {
+    let f = Fixture::new()?;
+    let long = f.path("layers-with-a-rather-long-directory-name-for-each-layer");
+    let count = 150;
+    let mut lowers = Vec::new();
+    for i in (0..count).rev() {
+        let layer = long.join(format!("layer-number-{i:04}"));
+        std::fs::create_dir_all(&layer)?;
+        std::fs::write(layer.join(format!("file-{i:04}")), format!("{i}\n"))?;
+        lowers.push(layer.display().to_string());
+    }
+    let joined = lowers.join(":");
+    ensure(joined.len() > 4096, "the stack fits in a page after all")?;
+    let output = run(cmd("overlay-stack")
+        .args(["--explain", "mount", "--lower"])
+        .arg(&joined)
+        .arg(f.path("merged")))?;
+    let _mount = MountGuard(f.path("merged"));
+    ensure(output.status.success(), describe(&output))?;
+    ensure(
+        stderr(&output).contains("symlink(") && stderr(&output).contains("chdir("),
+        describe(&output),
+    )?;
+    ensure_eq(
+        read(&f.path("merged/file-0000"))?,
+        "0\n".into(),
+        "the bottom layer's file",
+    )?;
+    ensure_eq(
+        read(&f.path("merged/file-0149"))?,
+        "149\n".into(),
+        "the top layer's file",
+    )?;
+    let history = run(cmd("overlay-stack").arg("history").arg(f.path("merged")))?;
+    ensure(
+        stdout(&history).lines().count() == count + 1
+            && stdout(&history).contains("layer-number-0149"),
+        describe(&history),
+    )?;
+    let output = run(cmd("overlay-stack").arg("umount").arg(f.path("merged")))?;
+    ensure(output.status.success(), describe(&output))?;
+    let links = PathBuf::from("/run/underhood/overlay");
+    let left: Vec<_> = std::fs::read_dir(&links)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    let ours = left
+        .iter()
+        .filter_map(|dir| std::fs::read_link(dir.join("0")).ok())
+        .any(|l| l.starts_with(f.dir.path()));
+    ensure(!ours, "the short links survived umount")
+}
+
+fn history() -> Result<(), Failed> {
+    let f = Fixture::new()?;
+    let _mount = f.mount("merged", &["lower"])?;
+    std::fs::write(f.path("merged/big"), vec![b'x'; 3 << 20])?;
+    std::fs::remove_file(f.path("merged/etc/motd"))?;
+    let output = run(cmd("overlay-stack").arg("history").arg(f.path("merged")))?;
+    ensure(output.status.success(), describe(&output))?;
+    let text = stdout(&output);
+    let lines: Vec<&str> = text.lines().collect();
+    ensure(
+        lines.len() == 3
+            && lines[0].starts_with("LAYER")
+            && lines[1].contains("merged-upper (upper)")
+            && lines[1].contains("3M")
+            && lines[2].contains("/lower"),
+        describe(&output),
+    )
+}
+
+fn mistakes() -> Result<(), Failed> {
+    let f = Fixture::new()?;
+    let lower = f.path("lower");
+    // A tmpfs for a work dir on another filesystem than the upper.
+    let other = f.path("other-fs");
+    std::fs::create_dir(&other)?;
+    let status = Command::new("mount")
+        .args(["-t", "tmpfs", "tmpfs"])
+        .arg(&other)
+        .status()?;
+    ensure(status.success(), "mount a tmpfs")?;
+    let _tmpfs = MountGuard(other.clone());
+    // An overlay to put an upper on.
+    let _ovl = f.mount("ovl", &["lower"])?;
+    let busy_work = f.path("busy-work");
+    std::fs::create_dir(&busy_work)?;
+    std::fs::write(busy_work.join("notes.txt"), "x")?;
+
+    let cases: Vec<(&str, Vec<PathBuf>, &str)> = vec![
+        (
+            "upper and work on different filesystems",
+            vec![lower.clone(), f.path("u"), other.join("w")],
+            "different filesystems",
+        ),
+        (
+            "a work dir that is not empty",
+            vec![lower.clone(), f.path("u"), busy_work.clone()],
+            "not empty (it has notes.txt)",
+        ),
+        (
+            "an upper on an overlayfs",
+            vec![lower.clone(), f.path("ovl/u"), f.path("ovl/w")],
+            "tmpfs",
+        ),
+        (
+            "a lower that does not exist",
+            vec![f.path("no-such-layer"), f.path("u"), f.path("w")],
+            "no such directory",
+        ),
+        (
+            "a lower with an option separator",
+            vec![f.path("a,upperdir=x"), f.path("u"), f.path("w")],
+            "separator",
+        ),
+    ];
+    for (what, dirs, says) in cases {
+        let output = run(cmd("overlay-stack")
+            .arg("mount")
+            .arg("--lower")
+            .arg(&dirs[0])
+            .arg("--upper")
+            .arg(&dirs[1])
+            .arg("--work")
+            .arg(&dirs[2])
+            .arg(f.path("m")))?;
+        let err = stderr(&output);
+        ensure(
+            output.status.code() == Some(2) && err.lines().count() == 1 && err.contains(says),
+            format!("{what}: {}", describe(&output)),
+        )?;
+        for made in [&dirs[1], &dirs[2]] {
+            ensure(
+                made == &busy_work || !made.exists(),
+                format!("{what}: {} was made", made.display()),
+            )?;
+        }
+        ensure(
+            !f.path("m").exists(),
+            format!("{what}: the mount point was made"),
+        )?;
+    }
+    Ok(())
+}
+
+fn refused_mount() -> Result<(), Failed> {
+    // A read-only filesystem cannot hold an upper layer, and only the
+    // kernel says so, when asked: the directories overlay-stack made for
+    // the mount must go again.
+    let f = Fixture::new()?;
+    let ro = f.path("ro");
+    std::fs::create_dir(&ro)?;
+    let status = Command::new("mount")
+        .args(["-t", "tmpfs", "tmpfs"])
+        .arg(&ro)
+        .status()?;
+    ensure(status.success(), "mount a tmpfs")?;
+    let _ro = MountGuard(ro.clone());
+    std::fs::create_dir(ro.join("upper"))?;
+    std::fs::create_dir(ro.join("work"))?;
+    let status = Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(&ro)
+        .status()?;
+    ensure(status.success(), "remount the tmpfs read-only")?;
+    let output = run(cmd("overlay-stack")
+        .arg("mount")
+        .arg("--lower")
+        .arg(f.path("lower"))
+        .arg("--upper")
+        .arg(ro.join("upper"))
+        .arg("--work")
+        .arg(ro.join("work"))
+        .arg(f.path("made/for/the/mount")))?;
+    let _leak = MountGuard(f.path("made/for/the/mount"));
+    let err = stderr(&output);
+    ensure(
+        output.status.code() == Some(125)
+            && err.lines().count() == 1
+            && err.contains("(EINVAL)")
+            // What the kernel logs: 6.1 says "upper fs is r/o", later ones
+            // "filesystem on … is read-only".
+            && (err.contains("read-only") || err.contains("r/o")),
+        describe(&output),
+    )?;
+    ensure(
+        !f.path("made").exists(),
+        "the mount point's directories survived",
+    )?;
+    ensure_eq(
+        mounted_under(f.dir.path()).len(),
+        1,
+        "mounts under the scratch dir",
+    )
+}
+
+fn upper_in_use() -> Result<(), Failed> {
+    let f = Fixture::new()?;
+    let _first = f.mount("first", &["lower"])?;
+    let output = run(cmd("overlay-stack")
+        .arg("mount")
+        .arg("--lower")
+        .arg(f.path("lower"))
+        .arg("--upper")
+        .arg(f.path("first-upper"))
+        .arg("--work")
+        .arg(f.path("second-work"))
+        .arg(f.path("second")))?;
+    let _leak = MountGuard(f.path("second"));
+    ensure(
+        output.status.code() == Some(2)
+            && stderr(&output).contains("already in use by the stack mounted at"),
+        describe(&output),
+    )?;
+    ensure(!f.path("second").exists(), "the mount point was made")
+}
+
+fn umount_not_overlay() -> Result<(), Failed> {
+    let dir = scratch();
+    let output = run(cmd("overlay-stack").arg("umount").arg(dir.path()))?;
+    ensure(
+        output.status.code() == Some(2) && stderr(&output).contains("not a mount point"),
+        describe(&output),
+    )
+}
+
+fn dry_run() -> Result<(), Failed> {
+    let f = Fixture::new()?;
+    let output = run(cmd("overlay-stack")
+        .args(["--dry-run", "mount", "--lower"])
+        .arg(f.path("lower"))
+        .arg("--upper")
+        .arg(f.path("u"))
+        .arg("--work")
+        .arg(f.path("w"))
+        .arg(f.path("m")))?;
+    ensure(output.status.success(), describe(&output))?;
+    let text = stdout(&output);
+    ensure(
+        text.contains("mount(\"overlay\"") && text.contains("lowerdir="),
+        describe(&output),
+    )?;
+    for made in ["u", "w", "m"] {
+        ensure(!f.path(made).exists(), format!("--dry-run made {made}"))?;
+    }
+    Ok(())
+}
