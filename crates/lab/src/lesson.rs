@@ -127,6 +127,9 @@ pub enum Requirement {
     Nft,
     /// A static busybox is installed.
     Busybox,
+    /// OverlayFS can be mounted in a user namespace (Linux 5.11+) over the
+    /// temporary directory, whose filesystem keeps `user.*` attributes.
+    RootlessOverlay,
 }
 
 impl fmt::Display for Requirement {
@@ -139,6 +142,7 @@ impl fmt::Display for Requirement {
             Self::Overlayfs => "overlayfs",
             Self::Nft => "nft",
             Self::Busybox => "busybox",
+            Self::RootlessOverlay => "rootless-overlay",
         })
     }
 }

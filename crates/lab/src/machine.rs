@@ -27,6 +27,9 @@ pub struct Machine {
     pub user_namespaces: UserNamespaces,
     pub time_namespaces: bool,
     pub overlayfs: bool,
+    /// The temporary directory's filesystem keeps `user.*` attributes
+    /// (tmpfs does from Linux 6.6).
+    pub temp_user_xattrs: bool,
     pub nft: Option<String>,
     pub busybox: Option<String>,
 }
@@ -41,6 +44,7 @@ impl Machine {
             user_namespaces: probe_user_namespaces(),
             time_namespaces: Path::new("/proc/self/ns/time").exists(),
             overlayfs: overlayfs_available(&kernel),
+            temp_user_xattrs: keeps_user_xattrs(&std::env::temp_dir()),
             nft: which("nft"),
             busybox: which("busybox"),
             kernel,
@@ -52,6 +56,23 @@ impl Machine {
     /// mainline Linux allows them from 5.11.
     pub fn unprivileged_overlay(&self) -> bool {
         self.overlayfs && self.kernel_version >= (5, 11)
+    }
+
+    /// Whether a lesson can mount an overlay without root in a scratch
+    /// directory under the temporary directory: overlayfs keeps its marks
+    /// in `user.*` attributes there.
+    pub fn rootless_overlay(&self) -> Result<(), String> {
+        if !self.unprivileged_overlay() {
+            Err("needs OverlayFS in user namespaces: Linux 5.11 or later".into())
+        } else if !self.temp_user_xattrs {
+            Err(format!(
+                "needs user.* extended attributes in {}, which this filesystem does not keep \
+                 (tmpfs keeps them from Linux 6.6); set TMPDIR to a directory on ext4",
+                std::env::temp_dir().display()
+            ))
+        } else {
+            Ok(())
+        }
     }
 
     /// `Ok` if the requirement is met, else the reason and how to meet it.
@@ -79,6 +100,7 @@ impl Machine {
                 self.busybox.is_some(),
                 "needs busybox: apt install busybox-static",
             ),
+            Requirement::RootlessOverlay => self.rootless_overlay(),
         }
     }
 
@@ -96,6 +118,15 @@ impl Machine {
         }
         unmet
     }
+}
+
+/// Whether `dir`'s filesystem keeps `user.*` attributes: asking for one
+/// that is not there gets `ENODATA` where it does, `EOPNOTSUPP` where not.
+fn keeps_user_xattrs(dir: &Path) -> bool {
+    !matches!(
+        xattr::get(dir, "user.underhood.probe"),
+        Err(e) if e.raw_os_error() == Some(nix::errno::Errno::EOPNOTSUPP as i32)
+    )
 }
 
 fn overlayfs_available(kernel: &str) -> bool {

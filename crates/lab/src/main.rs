@@ -343,12 +343,10 @@ fn doctor(lessons: &[Lesson], p: Palette) -> u8 {
     );
     row(
         "unprivileged overlay",
-        yes_no(
-            p,
-            m.unprivileged_overlay(),
-            "yes",
-            "no (needs Linux 5.11 and overlayfs)",
-        ),
+        match m.rootless_overlay() {
+            Ok(()) => p.good("yes"),
+            Err(why) => p.warn(&format!("no: {why}")),
+        },
     );
     row(
         "nft",
