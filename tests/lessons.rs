@@ -3,10 +3,15 @@
 //! render, and its hand-written pages show no commands of their own.
 
 use std::path::{Path, PathBuf};
+use std::sync::RwLock;
 
 use lab::lesson::{self, Lesson};
 use lab::runner::Verdict;
 use support::{Failed, Suite, ensure, machine};
+
+/// Lessons run side by side, but one that `measures` runs alone: another
+/// lesson's work on the same CPUs would skew a CPU share or a rate.
+static SIDE_BY_SIDE: RwLock<()> = RwLock::new(());
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -55,7 +60,14 @@ fn main() {
 }
 
 fn check(lesson: &Lesson) -> Result<(), Failed> {
-    match lab::runner::check(lesson, &support::bin_dir()) {
+    let verdict = if lesson.measures {
+        let _alone = SIDE_BY_SIDE.write().unwrap_or_else(|e| e.into_inner());
+        lab::runner::check(lesson, &support::bin_dir())
+    } else {
+        let _beside = SIDE_BY_SIDE.read().unwrap_or_else(|e| e.into_inner());
+        lab::runner::check(lesson, &support::bin_dir())
+    };
+    match verdict {
         Verdict::Passed { .. } => Ok(()),
         Verdict::Skipped(reasons) => {
             Err(format!("skipped after all: {}", reasons.join("; ")).into())

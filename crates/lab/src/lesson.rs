@@ -33,6 +33,10 @@ pub struct Lesson {
     /// Programs that must be on `$PATH`, beyond the toolkit's own.
     #[serde(default)]
     pub tools: Vec<String>,
+    /// What the lesson shows is measured — time, a CPU share, a rate — so
+    /// the test suite runs it with no other lesson beside it.
+    #[serde(default)]
+    pub measures: bool,
     pub steps: Vec<LessonStep>,
     /// Filled in from the file name, not from the YAML.
     #[serde(skip)]
