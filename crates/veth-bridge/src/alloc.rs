@@ -1,0 +1,355 @@
+//! Subnets, and an address allocator that is safe under concurrency.
+//!
+//! Every container on a bridge needs an address of the bridge's subnet
+//! that no other container has. Docker keeps them in its daemon; the CNI
+//! `host-local` plugin, which has no daemon, keeps one file per address in
+//! a directory (`/var/lib/cni/networks/NET/10.88.0.2`). So does this
+//! module: a lease is the file `LEASES/ADDRESS`, made with
+//! `open(…, O_CREAT|O_EXCL)`, which the kernel lets exactly one process
+//! win. Fifty containers started at once try the same first address; one
+//! gets it, the others move on to the next. Releasing is `unlink()`.
+//! The files live under `/run`, so they go with a reboot, as the
+//! interfaces do.
+
+use std::fmt;
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use steps::Error;
+
+/// An IPv4 subnet: `10.208.0.0/24`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subnet {
+    network: Ipv4Addr,
+    prefix: u8,
+}
+
+/// The subnet a bridge gets unless told otherwise: outside the ranges
+/// Docker (172.17.0.0/16 up to 172.31, then 192.168), Podman (10.88.0.0/16)
+/// and Kubernetes' defaults (10.96.0.0/12, 10.244.0.0/16) take.
+pub const DEFAULT_SUBNET: &str = "10.208.0.0/24";
+
+impl Subnet {
+    /// Parses `A.B.C.D/N`; the address must be the network's own (host
+    /// bits zero), as `docker network create --subnet` requires.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (addr, prefix) = text.split_once('/').ok_or_else(|| {
+            format!("{text:?} is not a subnet: write it as A.B.C.D/N, e.g. 10.208.0.0/24")
+        })?;
+        let network: Ipv4Addr = addr
+            .parse()
+            .map_err(|_| format!("{addr:?} is not an IPv4 address (four numbers 0-255)"))?;
+        let prefix: u8 = prefix
+            .parse()
+            .ok()
+            .filter(|p| *p <= 32)
+            .ok_or_else(|| format!("/{prefix} is not a prefix length: give 8 to 30"))?;
+        if !(8..=30).contains(&prefix) {
+            return Err(format!(
+                "/{prefix} leaves no room for a gateway and containers, or is wider than a \
+                 private network: give 8 to 30"
+            ));
+        }
+        let subnet = Self { network, prefix };
+        if subnet.network() != network {
+            return Err(format!(
+                "{text} has host bits set: the subnet is {}",
+                Self {
+                    network: subnet.network(),
+                    prefix
+                }
+            ));
+        }
+        Ok(subnet)
+    }
+
+    /// The subnet an address with a prefix length belongs to.
+    pub fn containing(addr: Ipv4Addr, prefix: u8) -> Self {
+        let network = Self {
+            network: addr,
+            prefix,
+        }
+        .network();
+        Self { network, prefix }
+    }
+
+    fn mask(&self) -> u32 {
+        if self.prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(self.prefix))
+        }
+    }
+
+    pub fn network(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.network) & self.mask())
+    }
+
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
+    pub fn broadcast(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.network()) | !self.mask())
+    }
+
+    /// The bridge's own address, the containers' default route: the first
+    /// host address, as Docker gives docker0 172.17.0.1.
+    pub fn gateway(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.network()) + 1)
+    }
+
+    pub fn contains(&self, addr: Ipv4Addr) -> bool {
+        u32::from(addr) & self.mask() == u32::from(self.network())
+    }
+
+    /// The addresses a container may get: every host address but the
+    /// gateway, lowest first.
+    pub fn container_addresses(&self) -> impl Iterator<Item = Ipv4Addr> {
+        let first = u32::from(self.gateway()) + 1;
+        let last = u32::from(self.broadcast()) - 1;
+        (first..=last).map(Ipv4Addr::from)
+    }
+}
+
+impl fmt::Display for Subnet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network(), self.prefix)
+    }
+}
+
+/// The leases of one bridge: a directory with a file per address taken.
+#[derive(Debug, Clone)]
+pub struct Leases {
+    dir: PathBuf,
+}
+
+/// Where the toolkit keeps the leases of each bridge.
+pub const STATE_DIR: &str = "/run/underhood/net";
+
+impl Leases {
+    /// The leases of `bridge` under [`STATE_DIR`].
+    pub fn of(bridge: &str) -> Self {
+        Self::at(Path::new(STATE_DIR).join(bridge))
+    }
+
+    /// Leases kept in `dir`: tests point it at a scratch directory.
+    pub fn at(dir: PathBuf) -> Self {
+        Self { dir }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn file(&self, addr: Ipv4Addr) -> PathBuf {
+        self.dir.join(addr.to_string())
+    }
+
+    /// Takes `wanted`, or else the lowest free address of `subnet`, for
+    /// `holder` (written into the lease: who has it).
+    pub fn take(
+        &self,
+        subnet: &Subnet,
+        wanted: Option<Ipv4Addr>,
+        holder: &str,
+    ) -> Result<Ipv4Addr, Error> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| io_error("mkdir", &self.dir, &e))?;
+        if let Some(addr) = wanted {
+            if !subnet.contains(addr)
+                || addr == subnet.gateway()
+                || addr == subnet.broadcast()
+                || addr == subnet.network()
+            {
+                return Err(Error::usage(format!(
+                    "--ip {addr}: not a container address of {subnet} (the gateway is {})",
+                    subnet.gateway()
+                )));
+            }
+            return match self.try_take(addr, holder)? {
+                true => Ok(addr),
+                false => Err(Error::usage(format!(
+                    "--ip {addr}: taken by {}; choose another, or leave --ip out",
+                    self.holder(addr)
+                        .unwrap_or_else(|| "another container".into())
+                ))),
+            };
+        }
+        for addr in subnet.container_addresses() {
+            if self.try_take(addr, holder)? {
+                return Ok(addr);
+            }
+        }
+        Err(Error::setup(format!(
+            "{subnet} has no free address left; disconnect a container or make the bridge \
+             with a larger --subnet"
+        )))
+    }
+
+    /// `open(LEASES/ADDR, O_CREAT|O_EXCL|O_WRONLY)`: true when this call made
+    /// the file, false when it existed.
+    fn try_take(&self, addr: Ipv4Addr, holder: &str) -> Result<bool, Error> {
+        let path = self.file(addr);
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(mut file) => {
+                file.write_all(format!("{holder}\n").as_bytes())
+                    .map_err(|e| io_error("write", &path, &e))?;
+                Ok(true)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(io_error("open(O_CREAT|O_EXCL)", &path, &e)),
+        }
+    }
+
+    /// Who holds `addr`, if anyone.
+    pub fn holder(&self, addr: Ipv4Addr) -> Option<String> {
+        std::fs::read_to_string(self.file(addr))
+            .ok()
+            .map(|s| s.trim().to_string())
+    }
+
+    /// Gives `addr` back. Releasing an address nobody holds is not an
+    /// error: teardown after a failed setup may find it gone.
+    pub fn release(&self, addr: Ipv4Addr) -> Result<(), Error> {
+        let path = self.file(addr);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_error("unlink", &path, &e)),
+        }
+    }
+
+    /// Every lease: address and holder, lowest address first.
+    pub fn list(&self) -> Vec<(Ipv4Addr, String)> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut leases: Vec<(Ipv4Addr, String)> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().to_str()?.parse::<Ipv4Addr>().ok())
+            .filter_map(|addr| Some((addr, self.holder(addr)?)))
+            .collect();
+        leases.sort();
+        leases
+    }
+
+    /// The address `holder` has, if any.
+    pub fn find(&self, holder: &str) -> Option<Ipv4Addr> {
+        self.list()
+            .into_iter()
+            .find(|(_, h)| h == holder)
+            .map(|(addr, _)| addr)
+    }
+
+    /// Removes the leases directory once it is empty (and the toolkit's
+    /// directories above it, when nothing else is there).
+    pub fn tidy(&self) {
+        for dir in self.dir.ancestors().take(3) {
+            if std::fs::remove_dir(dir).is_err() {
+                break;
+            }
+        }
+    }
+}
+
+fn io_error(call: &str, path: &Path, error: &std::io::Error) -> Error {
+    match error.raw_os_error() {
+        Some(code) => Error::sys(
+            format!("{call}(\"{}\")", path.display()),
+            Errno::from_raw(code),
+        ),
+        None => Error::setup(format!("{call}(\"{}\"): {error}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subnets_parse_and_name_their_parts() {
+        let s = Subnet::parse("10.208.0.0/24").unwrap();
+        assert_eq!(s.gateway(), Ipv4Addr::new(10, 208, 0, 1));
+        assert_eq!(s.broadcast(), Ipv4Addr::new(10, 208, 0, 255));
+        assert_eq!(s.to_string(), "10.208.0.0/24");
+        let addrs: Vec<_> = s.container_addresses().collect();
+        assert_eq!(addrs.len(), 253);
+        assert_eq!(addrs[0], Ipv4Addr::new(10, 208, 0, 2));
+        assert!(s.contains(Ipv4Addr::new(10, 208, 0, 77)));
+        assert!(!s.contains(Ipv4Addr::new(10, 208, 1, 1)));
+    }
+
+    #[test]
+    fn bad_subnets_say_what_is_wrong() {
+        for (text, says) in [
+            ("10.0.0.1/33", "not a prefix length"),
+            ("300.1.1.1/24", "not an IPv4 address"),
+            ("10.0.0.0", "A.B.C.D/N"),
+            ("10.0.0.1/24", "host bits set: the subnet is 10.0.0.0/24"),
+            ("10.0.0.0/31", "leaves no room"),
+        ] {
+            let err = Subnet::parse(text).unwrap_err();
+            assert!(err.contains(says), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn leases_go_lowest_first_and_come_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let leases = Leases::at(dir.path().join("br"));
+        let s = Subnet::parse("10.208.0.0/29").unwrap();
+        let a = leases.take(&s, None, "one").unwrap();
+        let b = leases.take(&s, None, "two").unwrap();
+        assert_eq!(
+            (a, b),
+            (Ipv4Addr::new(10, 208, 0, 2), Ipv4Addr::new(10, 208, 0, 3))
+        );
+        assert_eq!(leases.find("two"), Some(b));
+        leases.release(a).unwrap();
+        assert_eq!(leases.take(&s, None, "three").unwrap(), a);
+        let err = leases.take(&s, Some(b), "four").unwrap_err();
+        assert!(err.to_string().contains("taken by two"), "{err}");
+        let err = leases.take(&s, Some(s.gateway()), "five").unwrap_err();
+        assert!(
+            err.to_string().contains("the gateway is 10.208.0.1"),
+            "{err}"
+        );
+        // A /29 has 5 container addresses: 2 taken, 3 left.
+        for holder in ["x", "y", "w"] {
+            leases.take(&s, None, holder).unwrap();
+        }
+        let err = leases.take(&s, None, "z").unwrap_err();
+        assert!(err.to_string().contains("no free address"), "{err}");
+    }
+
+    #[test]
+    fn fifty_at_once_get_fifty_addresses() {
+        let dir = tempfile::tempdir().unwrap();
+        let leases = Leases::at(dir.path().join("br"));
+        let s = Subnet::parse("10.208.0.0/24").unwrap();
+        let barrier = std::sync::Barrier::new(50);
+        let taken: Vec<Ipv4Addr> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..50)
+                .map(|i| {
+                    let (leases, barrier) = (&leases, &barrier);
+                    scope.spawn(move || {
+                        barrier.wait();
+                        leases.take(&s, None, &format!("c{i}")).unwrap()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut unique = taken.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), 50);
+        assert_eq!(leases.list().len(), 50);
+    }
+}

@@ -1,0 +1,143 @@
+//! The command line: flags parsed into requests, nothing touched.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use steps::{Error, StepArgs};
+
+/// A docker0 of your own: a bridge, veth pairs into network namespaces,
+/// addresses and routes.
+///
+/// Makes a bridge with a gateway address (like docker0), and connects a
+/// network namespace to it with a veth pair whose container end is eth0,
+/// with an address from the bridge's subnet and a default route through
+/// the gateway. Every change is a netlink request; --explain shows each
+/// beside the ip command that does the same.
+#[derive(Debug, Parser)]
+#[command(name = "veth-bridge", version, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    #[command(flatten)]
+    pub steps: StepArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Make or remove a bridge
+    Bridge {
+        #[command(subcommand)]
+        action: BridgeAction,
+    },
+    /// Connect a network namespace to a bridge with a veth pair
+    Connect {
+        /// The bridge (made with veth-bridge bridge add)
+        bridge: String,
+        #[command(flatten)]
+        target: Target,
+        /// The container's address (default: the lowest free one)
+        #[arg(long, value_name = "ADDR")]
+        ip: Option<String>,
+    },
+    /// Remove a namespace's veth pair from a bridge and give back its address
+    Disconnect {
+        bridge: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// The toolkit's bridges, their ports, where each leads, and the addresses
+    Show,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BridgeAction {
+    /// Make a bridge with the subnet's first address as its own, up
+    Add {
+        name: String,
+        /// The bridge's subnet
+        #[arg(long, value_name = "CIDR", default_value = crate::alloc::DEFAULT_SUBNET)]
+        subnet: String,
+    },
+    /// Remove a bridge no namespace is connected to
+    Del { name: String },
+}
+
+/// Which network namespace: a process's, or a namespace file.
+#[derive(Debug, Clone, Args)]
+#[group(required = true, multiple = false)]
+pub struct Target {
+    /// The network namespace of this process
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<u32>,
+    /// A namespace file (a bind mount, /proc/PID/ns/net) or a name under
+    /// /run/netns (ip netns add NAME)
+    #[arg(long, value_name = "PATH|NAME")]
+    pub netns: Option<String>,
+}
+
+impl Target {
+    /// The namespace file this target names.
+    pub fn path(&self) -> PathBuf {
+        match (&self.pid, &self.netns) {
+            (Some(pid), _) => PathBuf::from(format!("/proc/{pid}/ns/net")),
+            (None, Some(netns)) if netns.contains('/') => PathBuf::from(netns),
+            (None, Some(name)) => PathBuf::from("/run/netns").join(name),
+            (None, None) => unreachable!("clap requires one of --pid and --netns"),
+        }
+    }
+}
+
+/// Checks a network interface name as the kernel will: at most 15 bytes
+/// (IFNAMSIZ is 16 with the terminating zero), no '/', no whitespace, not
+/// '.' or '..'.
+pub fn interface_name(what: &str, name: &str) -> Result<(), Error> {
+    let why = if name.is_empty() {
+        Some("is empty".to_string())
+    } else if name.len() > 15 {
+        Some(format!(
+            "is {} bytes long; the kernel's limit is 15",
+            name.len()
+        ))
+    } else if name == "." || name == ".." {
+        Some("is not a name".into())
+    } else if name.contains('/') || name.contains(':') || name.chars().any(char::is_whitespace) {
+        Some("has a '/', ':' or a space, which interface names may not".into())
+    } else if name.starts_with('-') {
+        Some("starts with '-'".into())
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(Error::usage(format!(
+            "{what} {:?} {why}; choose another name",
+            name
+        ))),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interface_names_follow_the_kernels_rules() {
+        assert!(interface_name("bridge", "ub0").is_ok());
+        for bad in ["", "a-name-longer-than-15", "a/b", "..", "a b", "-x"] {
+            let err = interface_name("bridge", bad).unwrap_err();
+            assert_eq!(err.code(), 2, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_target_is_a_pid_a_path_or_a_name() {
+        let t = |pid, netns: Option<&str>| Target {
+            pid,
+            netns: netns.map(String::from),
+        };
+        assert_eq!(t(Some(42), None).path(), PathBuf::from("/proc/42/ns/net"));
+        assert_eq!(t(None, Some("web")).path(), PathBuf::from("/run/netns/web"));
+        assert_eq!(t(None, Some("/tmp/ns")).path(), PathBuf::from("/tmp/ns"));
+    }
+}
