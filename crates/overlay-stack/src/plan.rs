@@ -114,19 +114,11 @@ impl Step for Op {
 /// The target with its existing part's symlinks resolved, the way the
 /// kernel will show it in mountinfo.
 fn canonical(path: &Path) -> PathBuf {
-    let mut existing = path;
-    let mut rest = Vec::new();
-    while !existing.exists() {
-        match (existing.parent(), existing.file_name()) {
-            (Some(parent), Some(name)) => {
-                rest.push(name.to_owned());
-                existing = parent;
-            }
-            _ => return path.to_path_buf(),
-        }
-    }
+    let existing = stack::existing_ancestor(path);
     let mut out = std::fs::canonicalize(existing).unwrap_or_else(|_| existing.to_path_buf());
-    out.extend(rest.iter().rev());
+    if let Ok(rest) = path.strip_prefix(existing) {
+        out.extend(rest.components());
+    }
     out
 }
 
@@ -198,7 +190,7 @@ pub fn execute(plan: &Plan<Op>, stack: Option<&Stack>, narrator: &Narrator) -> R
 }
 
 fn make(op: &Op, stack: Option<&Stack>, undo: &mut Undo) -> Result<(), Error> {
-    let io = |call: String| move |e: std::io::Error| sys_error(call, e);
+    let io = |call: String| move |e: std::io::Error| Error::io(call, &e);
     match op {
         Op::MakeDir { path, .. } => {
             let mut missing = path.as_path();
@@ -312,13 +304,6 @@ impl KernelLog {
             }
         }
         said
-    }
-}
-
-fn sys_error(call: String, error: std::io::Error) -> Error {
-    match error.raw_os_error() {
-        Some(code) => Error::sys(call, Errno::from_raw(code)),
-        None => Error::setup(format!("{call}: {error}")),
     }
 }
 

@@ -192,7 +192,7 @@ fn normalize(path: &Path) -> PathBuf {
 }
 
 /// The nearest existing directory at or above `path`.
-fn existing_ancestor(path: &Path) -> &Path {
+pub(crate) fn existing_ancestor(path: &Path) -> &Path {
     let mut here = path;
     while !here.exists() {
         match here.parent() {

@@ -105,17 +105,17 @@ fn failed(call: &str, path: &Path, errno: Errno) -> steps::Error {
     steps::Error::sys(format!("{call}(\"{}\")", path.display()), errno)
 }
 
-fn errno_of(error: &std::io::Error) -> Errno {
-    Errno::from_raw(error.raw_os_error().unwrap_or(Errno::EIO as i32))
+/// The same, for a call made through `std`.
+fn failed_io(call: &str, path: &Path, error: &std::io::Error) -> steps::Error {
+    steps::Error::io(format!("{call}(\"{}\")", path.display()), error)
 }
 
 /// Copies the tree at `from` into `to`, which must not exist, keeping
 /// everything a layer needs: contents, types, owners, modes, times,
 /// extended attributes, hard links, devices, whiteouts and opaque marks.
 pub fn copy(from: &Path, to: &Path) -> Result<(), steps::Error> {
-    let io = |call: &'static str, path: PathBuf| {
-        move |e: std::io::Error| failed(call, &path, errno_of(&e))
-    };
+    let io =
+        |call: &'static str, path: PathBuf| move |e: std::io::Error| failed_io(call, &path, &e);
     let root_meta = std::fs::symlink_metadata(from).map_err(io("lstat", from.to_path_buf()))?;
     std::fs::create_dir(to).map_err(io("mkdir", to.to_path_buf()))?;
     let entries = walk(from).map_err(io("opendir", from.to_path_buf()))?;
@@ -204,7 +204,7 @@ fn keep_attributes(src: &Path, dst: &Path, m: &Metadata) -> Result<(), steps::Er
             }
             if let Ok(Some(value)) = xattr::get(src, &name) {
                 xattr::set(dst, &name, &value)
-                    .map_err(|e| failed(&format!("lsetxattr[{text}]"), dst, errno_of(&e)))?;
+                    .map_err(|e| failed_io(&format!("lsetxattr[{text}]"), dst, &e))?;
             }
         }
     }
@@ -212,7 +212,7 @@ fn keep_attributes(src: &Path, dst: &Path, m: &Metadata) -> Result<(), steps::Er
     if !is_symlink {
         // After chown, which clears setuid and setgid.
         std::fs::set_permissions(dst, std::fs::Permissions::from_mode(m.mode() & 0o7777))
-            .map_err(|e| failed("chmod", dst, errno_of(&e)))?;
+            .map_err(|e| failed_io("chmod", dst, &e))?;
     }
     let atime = TimeSpec::new(m.atime(), m.atime_nsec());
     let mtime = TimeSpec::new(m.mtime(), m.mtime_nsec());

@@ -44,6 +44,15 @@ impl Error {
         }
     }
 
+    /// A call made through `std::io` that failed: like [`Error::sys`] with
+    /// the errno it carries, or with its text when it carries none.
+    pub fn io(call: impl fmt::Display, error: &std::io::Error) -> Self {
+        match error.raw_os_error() {
+            Some(code) => Self::sys(call, Errno::from_raw(code)),
+            None => Self::setup(format!("{call}: {error}")),
+        }
+    }
+
     /// Any other failure of the tool's own setup.
     pub fn setup(message: impl Into<String>) -> Self {
         Self {
@@ -129,6 +138,15 @@ pub fn describe(errno: Errno) -> String {
     format!("{desc} ({errno:?})")
 }
 
+/// An `std::io` error worded as [`describe`] words an errno; its own text
+/// when it carries no errno.
+pub fn describe_io(error: &std::io::Error) -> String {
+    match error.raw_os_error() {
+        Some(code) => describe(Errno::from_raw(code)),
+        None => error.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,6 +172,16 @@ mod tests {
             describe(Errno::ENOENT),
             "no such file or directory (ENOENT)"
         );
+    }
+
+    #[test]
+    fn io_errors_read_as_the_call_and_its_errno() {
+        let e = Error::io("mkdir(\"/x\")", &std::io::Error::from_raw_os_error(13));
+        assert_eq!(e.to_string(), "mkdir(\"/x\"): permission denied (EACCES)");
+        assert_eq!(e.code(), exit::SETUP);
+        let custom = std::io::Error::other("short read");
+        assert_eq!(Error::io("read", &custom).to_string(), "read: short read");
+        assert_eq!(describe_io(&custom), "short read");
     }
 
     #[test]

@@ -16,7 +16,6 @@ use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use nix::errno::Errno;
 use steps::Error;
 
 /// An IPv4 subnet: `10.208.0.0/24`.
@@ -259,13 +258,7 @@ impl Leases {
 }
 
 fn io_error(call: &str, path: &Path, error: &std::io::Error) -> Error {
-    match error.raw_os_error() {
-        Some(code) => Error::sys(
-            format!("{call}(\"{}\")", path.display()),
-            Errno::from_raw(code),
-        ),
-        None => Error::setup(format!("{call}(\"{}\"): {error}", path.display())),
-    }
+    Error::io(format!("{call}(\"{}\")", path.display()), error)
 }
 
 #[cfg(test)]

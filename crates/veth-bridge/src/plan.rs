@@ -40,7 +40,7 @@ impl Netns {
             Error::usage(format!(
                 "{}: {}; give a running process's --pid, or a namespace file (ip netns list)",
                 self.path.display(),
-                steps::error::describe(nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)))
+                steps::error::describe_io(&e)
             ))
         })
     }
@@ -76,6 +76,7 @@ pub enum Op {
     },
     TakeLease {
         dir: PathBuf,
+        subnet: Subnet,
         wanted: Option<Ipv4Addr>,
         holder: String,
     },
@@ -338,6 +339,7 @@ pub fn connect(
     let mut plan = Plan::new();
     plan.push(Op::TakeLease {
         dir: bridge.leases.dir().to_path_buf(),
+        subnet: bridge.subnet,
         wanted,
         holder: host.clone(),
     });
@@ -451,12 +453,11 @@ pub fn execute(plan: &Plan<Op>, narrator: &Narrator) -> Result<(), Error> {
             }
             Op::TakeLease {
                 dir,
+                subnet,
                 wanted,
                 holder,
             } => {
-                let leases = Leases::at(dir.clone());
-                let subnet = subnet_of(plan);
-                let addr = leases.take(&subnet, *wanted, holder)?;
+                let addr = Leases::at(dir.clone()).take(subnet, *wanted, holder)?;
                 leased = Some(addr);
                 undo.lease = Some((dir.clone(), addr));
                 narrator.note(&format!("leased {addr} to {holder}"));
@@ -524,26 +525,6 @@ fn netlink_in<'a>(
         *inside = Some((netns.path.clone(), Netlink::open_in(&file)?));
     }
     Ok(&inside.as_ref().expect("opened above").1)
-}
-
-/// The subnet a connect plan's address step names.
-fn subnet_of(plan: &Plan<Op>) -> Subnet {
-    plan.steps()
-        .iter()
-        .find_map(|op| match op {
-            Op::AddDefaultRoute { gateway, .. } => Some(*gateway),
-            _ => None,
-        })
-        .zip(plan.steps().iter().find_map(|op| match op {
-            Op::AddAddress {
-                prefix,
-                netns: Some(_),
-                ..
-            } => Some(*prefix),
-            _ => None,
-        }))
-        .map(|(gateway, prefix)| Subnet::containing(gateway, prefix))
-        .expect("a connect plan has a route and an address")
 }
 
 fn must_exist(nl: &Netlink, name: &str) -> Result<u32, Error> {

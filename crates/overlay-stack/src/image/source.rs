@@ -261,12 +261,7 @@ fn normalize(path: &str) -> Option<String> {
 }
 
 /// `no such file or directory`: an io error the way the C library words it.
-pub fn io_text(error: &io::Error) -> String {
-    match error.raw_os_error() {
-        Some(errno) => steps::error::describe(nix::errno::Errno::from_raw(errno)),
-        None => error.to_string(),
-    }
-}
+pub use steps::error::describe_io as io_text;
 
 #[cfg(test)]
 mod tests {

@@ -536,14 +536,13 @@ pub fn ensure_default(narrator: &Narrator) -> Result<PathBuf, Error> {
 /// An I/O error as a failed call: `copy "a" → "b": no space left on device
 /// (ENOSPC)`, with a hint where one helps.
 pub(crate) fn io_error(call: impl fmt::Display, error: std::io::Error) -> Error {
-    let Some(raw) = error.raw_os_error() else {
-        return Error::setup(format!("{call}: {error}"));
-    };
-    let errno = Errno::from_raw(raw);
-    let error = Error::sys(call, errno);
+    let errno = error.raw_os_error().map(Errno::from_raw);
+    let error = Error::io(call, &error);
     match errno {
-        Errno::ENOSPC => error.hint("the filesystem is full; free some space or build elsewhere"),
-        Errno::EACCES | Errno::EPERM | Errno::EROFS => {
+        Some(Errno::ENOSPC) => {
+            error.hint("the filesystem is full; free some space or build elsewhere")
+        }
+        Some(Errno::EACCES | Errno::EPERM | Errno::EROFS) => {
             error.hint("build in a directory you may write to (the default needs no root)")
         }
         _ => error,
