@@ -19,6 +19,15 @@ pub fn machine() -> &'static Machine {
     MACHINE.get_or_init(Machine::probe)
 }
 
+/// Why a test cannot run here: what the machine lacks of `requires`,
+/// each with how to get it. Empty when all are met.
+pub fn unmet(requires: &[Requirement]) -> Vec<String> {
+    requires
+        .iter()
+        .filter_map(|r| machine().check(*r).err())
+        .collect()
+}
+
 /// The directory with the built binaries (`target/debug`).
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
@@ -220,11 +229,7 @@ impl Suite {
         requires: &[Requirement],
         test: impl FnOnce() -> Result<(), Failed> + Send + 'static,
     ) {
-        let unmet: Vec<String> = requires
-            .iter()
-            .filter_map(|r| machine().check(*r).err())
-            .collect();
-        self.add(name, unmet, Box::new(test));
+        self.add(name, unmet(requires), Box::new(test));
     }
 
     /// Adds a test that needs tools on `$PATH` as well.
@@ -235,10 +240,7 @@ impl Suite {
         tools: &[&str],
         test: impl FnOnce() -> Result<(), Failed> + Send + 'static,
     ) {
-        let mut unmet: Vec<String> = requires
-            .iter()
-            .filter_map(|r| machine().check(*r).err())
-            .collect();
+        let mut unmet = unmet(requires);
         for tool in tools {
             if lab::machine::which(tool).is_none() {
                 unmet.push(format!("needs the program {tool}"));

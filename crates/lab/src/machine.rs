@@ -44,7 +44,7 @@ impl Machine {
             user_namespaces: probe_user_namespaces(),
             time_namespaces: Path::new("/proc/self/ns/time").exists(),
             overlayfs: overlayfs_available(&kernel),
-            temp_user_xattrs: keeps_user_xattrs(&std::env::temp_dir()),
+            temp_user_xattrs: overlay_stack::whiteout::keeps_user_xattrs(&std::env::temp_dir()),
             nft: which("nft"),
             busybox: which("busybox"),
             kernel,
@@ -118,15 +118,6 @@ impl Machine {
         }
         unmet
     }
-}
-
-/// Whether `dir`'s filesystem keeps `user.*` attributes: asking for one
-/// that is not there gets `ENODATA` where it does, `EOPNOTSUPP` where not.
-fn keeps_user_xattrs(dir: &Path) -> bool {
-    !matches!(
-        xattr::get(dir, "user.underhood.probe"),
-        Err(e) if e.raw_os_error() == Some(nix::errno::Errno::EOPNOTSUPP as i32)
-    )
 }
 
 fn overlayfs_available(kernel: &str) -> bool {

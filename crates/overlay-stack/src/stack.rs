@@ -310,21 +310,18 @@ fn check_writable(w: &Writable, lowers: &[PathBuf]) -> Result<(), Error> {
 }
 
 /// In a user namespace overlayfs keeps its marks in `user.*` attributes,
-/// so the upper's filesystem must keep them; tmpfs does only from Linux
-/// 6.6. Without them the first opaque directory fails with `EIO`. Asking
-/// for an attribute that is not there tells, without writing anything:
-/// `ENODATA` where the namespace is kept, `EOPNOTSUPP` where it is not.
+/// so the upper's filesystem must keep them: without them the first
+/// opaque directory fails with `EIO`.
 fn check_user_xattrs(w: &Writable) -> Result<(), Error> {
-    let at = existing_ancestor(&w.upper);
-    match xattr::get(at, "user.underhood.probe") {
-        Err(e) if e.raw_os_error() == Some(Errno::EOPNOTSUPP as i32) => Err(Error::usage(format!(
-            "--upper {}: its filesystem keeps no user.* extended attributes, which overlayfs \
-             needs in a user namespace (tmpfs keeps them from Linux 6.6); put upper and work on \
-             a disk filesystem like ext4",
-            w.upper.display()
-        ))),
-        _ => Ok(()),
+    if crate::whiteout::keeps_user_xattrs(existing_ancestor(&w.upper)) {
+        return Ok(());
     }
+    Err(Error::usage(format!(
+        "--upper {}: its filesystem keeps no user.* extended attributes, which overlayfs \
+         needs in a user namespace (tmpfs keeps them from Linux 6.6); put upper and work on \
+         a disk filesystem like ext4",
+        w.upper.display()
+    )))
 }
 
 /// Refuses an upper or work directory that a mounted stack already uses:

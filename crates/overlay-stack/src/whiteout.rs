@@ -65,6 +65,18 @@ impl XattrNamespace {
     }
 }
 
+/// Whether `dir`'s filesystem keeps `user.*` attributes, which overlayfs
+/// needs for its marks when mounted in a user namespace (tmpfs keeps them
+/// only from Linux 6.6). Asking for an attribute that is not there tells,
+/// without writing anything: `ENODATA` where the namespace is kept,
+/// `EOPNOTSUPP` where it is not.
+pub fn keeps_user_xattrs(dir: &Path) -> bool {
+    !matches!(
+        xattr::get(dir, "user.underhood.probe"),
+        Err(e) if e.raw_os_error() == Some(Errno::EOPNOTSUPP as i32)
+    )
+}
+
 /// Whether this process runs in a user namespace other than the initial
 /// one: there, `/proc/self/uid_map` maps less than the whole range of ids.
 pub fn in_user_namespace() -> bool {
