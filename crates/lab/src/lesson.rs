@@ -8,6 +8,11 @@
 //! Mistakes are caught while the file is read, so that every error carries
 //! the file, the line and what to fix: unknown keys, unknown requirements
 //! and regular expressions that do not compile all fail in the parser.
+//!
+//! A lesson that changes a network stack says `sandbox: network`: the
+//! runner then makes it a network namespace and a mount namespace of its
+//! own ([`crate::sandbox`]), so that it never touches the machine's own
+//! interfaces, routes or firewall.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -37,6 +42,10 @@ pub struct Lesson {
     /// the test suite runs it with no other lesson beside it.
     #[serde(default)]
     pub measures: bool,
+    /// Where the steps run: on the machine itself (no `sandbox:`), or in a
+    /// sandbox of the lesson's own.
+    #[serde(default)]
+    pub sandbox: Option<Sandbox>,
     pub steps: Vec<LessonStep>,
     /// Filled in from the file name, not from the YAML.
     #[serde(skip)]
@@ -151,6 +160,36 @@ impl fmt::Display for Requirement {
     }
 }
 
+/// A sandbox a lesson's steps run in, made before the first step and torn
+/// down after the last, whatever happened in between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Sandbox {
+    /// A network namespace of the lesson's own, with only `lo`, brought up,
+    /// and a mount namespace with an empty tmpfs on `/run`, where the
+    /// toolkit keeps its leases and `ip netns` its names. The steps see a
+    /// "host" of their own; the machine's interfaces, routes, firewall and
+    /// `/run` are out of their reach. See [`crate::sandbox`].
+    Network,
+}
+
+impl Sandbox {
+    /// Programs the runner itself needs to make the sandbox.
+    pub fn tools(self) -> &'static [&'static str] {
+        match self {
+            Self::Network => &["ip"],
+        }
+    }
+}
+
+impl fmt::Display for Sandbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Network => "network",
+        })
+    }
+}
+
 /// A problem in a lesson file, with where it is and what to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LessonError {
@@ -244,6 +283,17 @@ impl Lesson {
         if self.steps.is_empty() {
             problems.push(self.error_at(None, "a lesson needs at least one step under steps:"));
         }
+        match self.sandbox {
+            Some(sandbox) if !self.requires.contains(&Requirement::Root) => {
+                problems.push(self.error_at(
+                    self.line_of("sandbox:"),
+                    format!(
+                        "sandbox: {sandbox} makes namespaces, which needs root; add root to requires:"
+                    ),
+                ));
+            }
+            _ => {}
+        }
         if !self.chapter.ends_with(".md")
             || self.chapter.starts_with('/')
             || self.chapter.contains("..")
@@ -306,6 +356,31 @@ impl Lesson {
             }
         }
         problems
+    }
+
+    /// Steps that change a network stack while the lesson has no network
+    /// sandbox: run as they are, they would change this machine's own
+    /// interfaces, routes or firewall. The parser lets them through (the
+    /// test is a heuristic, on the command's text); `lab lint` reports them.
+    pub fn unsandboxed_network_changes(&self) -> Vec<LessonError> {
+        if self.sandbox == Some(Sandbox::Network) {
+            return Vec::new();
+        }
+        self.steps
+            .iter()
+            .enumerate()
+            .filter_map(|(index, step)| {
+                let change = network_change(&step.run)?;
+                Some(self.error_at(
+                    self.step_line(index),
+                    format!(
+                        "step {}: `{change}` changes a network stack, and without a sandbox that \
+                         is this machine's own; add `sandbox: network` to the lesson",
+                        index + 1
+                    ),
+                ))
+            })
+            .collect()
     }
 
     fn line_of(&self, key: &str) -> Option<usize> {
@@ -380,6 +455,53 @@ impl Expect {
             Err(reasons)
         }
     }
+}
+
+/// The part of a command that changes a network stack, if one does: a
+/// heuristic on its text. A command that starts in a new network namespace
+/// of its own (`ns-unshare --net …`, `unshare -rn …`) changes only that.
+fn network_change(run: &str) -> Option<String> {
+    use std::sync::OnceLock;
+    static CHANGES: OnceLock<[regex::Regex; 2]> = OnceLock::new();
+    let [changes, veth_bridge] = CHANGES.get_or_init(|| {
+        [
+            regex::Regex::new(concat!(
+                r"\bip(?:\s+-\S+)*\s+(?:link|l|address|addr|a|route|r|neighbour|neigh|n|rule|netns)",
+                r"\s+(?:add|del|delete|set|change|replace|flush|attach)\b",
+                r"|\bnft(?:\s+-\S+)*\s+(?:add|create|insert|replace|delete|destroy|flush|-f)\b",
+                r"|\bip6?tables\b.*\s-[AIDNXFP]\b",
+                r"|\bbridge\s+(?:link|fdb|vlan|mdb)\s+(?:add|del|set|replace)\b",
+                r"|\bsysctl\s.*-w\s+net\.",
+            ))
+            .expect("a valid pattern"),
+            regex::Regex::new(
+                r"\bveth-bridge(?:\s+--\S+)*\s+(?:bridge|connect|disconnect|nat|publish|unpublish)\b",
+            )
+            .expect("a valid pattern"),
+        ]
+    });
+    if starts_in_a_new_netns(run) {
+        return None;
+    }
+    if let Some(found) = changes.find(run) {
+        return Some(found.as_str().to_string());
+    }
+    let found = veth_bridge.find(run)?;
+    (!run.contains("--dry-run")).then(|| found.as_str().to_string())
+}
+
+/// `ns-unshare --net …`, `unshare -rn …`: the options before the program
+/// ask for a new network namespace.
+fn starts_in_a_new_netns(run: &str) -> bool {
+    let mut words = run.split_whitespace().skip_while(|w| *w == "sudo");
+    if !matches!(words.next(), Some("ns-unshare" | "unshare")) {
+        return false;
+    }
+    words.take_while(|w| w.starts_with('-')).any(|option| {
+        option == "--net"
+            || option.starts_with("--net=")
+            || (!option.starts_with("--") && option[1..].contains('n'))
+    })
 }
 
 fn parse_file_name(path: &Path) -> Result<(u32, String), LessonError> {
@@ -550,6 +672,98 @@ steps:
     fn file_names_carry_the_number() {
         let error = Lesson::parse(Path::new("lessons/pid.yaml"), GOOD).unwrap_err();
         assert!(error[0].message.contains("NN-slug.yaml"));
+    }
+
+    #[test]
+    fn a_network_sandbox_is_asked_for_by_name() {
+        let lesson = parse(&GOOD.replace("requires:", "sandbox: network\nrequires:")).unwrap();
+        assert_eq!(lesson.sandbox, Some(Sandbox::Network));
+        assert_eq!(parse(GOOD).unwrap().sandbox, None);
+    }
+
+    #[test]
+    fn an_unknown_sandbox_is_named_with_its_line_and_the_known_ones() {
+        let errors = parse(&GOOD.replace("requires:", "sandbox: net\nrequires:")).unwrap_err();
+        assert_eq!(errors[0].line, Some(5));
+        assert!(
+            errors[0].message.contains("unknown variant `net`")
+                && errors[0].message.contains("`network`"),
+            "{}",
+            errors[0]
+        );
+    }
+
+    #[test]
+    fn a_sandbox_needs_root() {
+        let source = GOOD
+            .replace("requires: [root]", "requires: []")
+            .replace("summary:", "sandbox: network\nsummary:");
+        let errors = parse(&source).unwrap_err();
+        assert_eq!(errors[0].line, Some(4));
+        assert!(
+            errors[0].message.contains("add root to requires"),
+            "{}",
+            errors[0]
+        );
+    }
+
+    fn with_step(run: &str, sandbox: bool) -> Lesson {
+        let mut source = GOOD.replace(
+            "ns-unshare --fork --pid --mount-proc readlink /proc/self",
+            &format!("{run:?}"),
+        );
+        if sandbox {
+            source = source.replace("requires:", "sandbox: network\nrequires:");
+        }
+        parse(&source).unwrap()
+    }
+
+    #[test]
+    fn network_changes_outside_a_sandbox_are_reported() {
+        for run in [
+            "veth-bridge bridge add ub0",
+            "veth-bridge --explain connect ub0 --netns web 2>&1",
+            "ip link add d0 type dummy && ip -brief link",
+            "ip -4 addr add 10.0.0.1/24 dev d0",
+            "ip route replace default via 10.0.0.1",
+            "nft add table inet t",
+            "ip netns add web",
+        ] {
+            let problems = with_step(run, false).unsandboxed_network_changes();
+            assert_eq!(problems.len(), 1, "{run}");
+            assert_eq!(problems[0].line, Some(8), "{run}");
+            assert!(
+                problems[0].message.contains("add `sandbox: network`"),
+                "{}",
+                problems[0]
+            );
+            assert!(
+                with_step(run, true)
+                    .unsandboxed_network_changes()
+                    .is_empty(),
+                "{run}"
+            );
+        }
+    }
+
+    #[test]
+    fn reading_or_a_new_namespace_is_no_network_change() {
+        for run in [
+            "ip -brief link",
+            "ip route",
+            "veth-bridge show",
+            "veth-bridge --dry-run bridge add ub0",
+            "ns-unshare --net sh -c 'ip link set lo up && ip -brief address'",
+            "unshare -rn ip link set lo up",
+            "nft list ruleset",
+        ] {
+            assert!(
+                with_step(run, false)
+                    .unsandboxed_network_changes()
+                    .is_empty(),
+                "{run}"
+            );
+        }
     }
 
     #[test]

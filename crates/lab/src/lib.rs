@@ -3,12 +3,14 @@
 //! Lessons are data ([`lesson`]); the book renders them ([`book`]), `lab`
 //! walks learners through them and checks them ([`runner`]), and
 //! [`machine`] says what a machine supports so that a lesson that cannot
-//! run there is skipped with the reason, never passed.
+//! run there is skipped with the reason, never passed. A lesson that
+//! changes a network stack runs in a [`sandbox`] of its own.
 
 pub mod book;
 pub mod lesson;
 pub mod machine;
 pub mod runner;
+pub mod sandbox;
 
 use std::path::PathBuf;
 

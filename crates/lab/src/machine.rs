@@ -116,6 +116,15 @@ impl Machine {
                 unmet.push(format!("needs the program {tool} on $PATH"));
             }
         }
+        if let Some(sandbox) = lesson.sandbox {
+            for tool in sandbox.tools() {
+                if which(tool).is_none() && !lesson.tools.iter().any(|t| t == tool) {
+                    unmet.push(format!(
+                        "needs the program {tool} on $PATH, to make the {sandbox} sandbox"
+                    ));
+                }
+            }
+        }
         unmet
     }
 }

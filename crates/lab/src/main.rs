@@ -150,6 +150,15 @@ fn run(lessons: &[Lesson], number: u32, yes: bool, args: &StepArgs, p: Palette) 
             lesson.chapter
         ))
     );
+    if lesson.sandbox.is_some() {
+        println!(
+            "{}",
+            p.dim(&format!(
+                "(in a network sandbox of its own; by hand, as root: {})",
+                lab::sandbox::BY_HAND
+            ))
+        );
+    }
     if !args.dry_run {
         let unmet = Machine::probe().unmet(lesson);
         if !unmet.is_empty() {
@@ -157,11 +166,16 @@ fn run(lessons: &[Lesson], number: u32, yes: bool, args: &StepArgs, p: Palette) 
             return EXIT_CANNOT_RUN;
         }
     }
-    let session = match LessonRun::new(lesson, &runner::toolkit_dir()) {
-        Ok(session) => session,
-        Err(e) => {
-            eprintln!("lab: cannot make a scratch directory: {e}");
-            return steps::exit::SETUP;
+    // --dry-run shows the steps and makes nothing, not even the sandbox.
+    let session = if args.dry_run {
+        None
+    } else {
+        match LessonRun::new(lesson, &runner::toolkit_dir()) {
+            Ok(session) => Some(session),
+            Err(e) => {
+                eprintln!("lab: cannot prepare lesson {number}: {e}");
+                return steps::exit::SETUP;
+            }
         }
     };
     let interactive = !yes && std::io::stdin().is_terminal();
@@ -186,9 +200,9 @@ fn run(lessons: &[Lesson], number: u32, yes: bool, args: &StepArgs, p: Palette) 
                 p.dim(&format!("expect exit status {}", step.expect.exit))
             );
         }
-        if args.dry_run {
+        let Some(session) = &session else {
             continue;
-        }
+        };
         if interactive {
             print!("{}", p.dim("  [Enter] run it, [q] quit: "));
             let _ = std::io::stdout().flush();
@@ -222,7 +236,7 @@ fn run(lessons: &[Lesson], number: u32, yes: bool, args: &StepArgs, p: Palette) 
             }
         }
     }
-    if let Err(e) = session.finish() {
+    if let Some(Err(e)) = session.map(LessonRun::finish) {
         eprintln!("lab: {e}");
         mismatches += 1;
     }
@@ -386,6 +400,13 @@ fn lint(dir: &Path, files: &[PathBuf], p: Palette) -> u8 {
     let book_src = lab::book_src_for(dir);
     let mut problems = Vec::new();
     for lesson in &lessons {
+        // What the parser lets through: a heuristic on the commands.
+        problems.extend(
+            lesson
+                .unsandboxed_network_changes()
+                .iter()
+                .map(ToString::to_string),
+        );
         let chapter = book_src.join(&lesson.chapter);
         let include = format!("{{{{#include ../lessons/{}.md}}}}", lesson.id());
         match std::fs::read_to_string(&chapter) {
