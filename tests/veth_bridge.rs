@@ -9,9 +9,11 @@
 //! last reference the namespace and its links go), and removes the test's
 //! leases, also when the test fails.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use support::{
     Failed, Requirement::*, Suite, cmd, describe, ensure, ensure_eq, run, scratch, stderr, stdout,
@@ -43,6 +45,30 @@ fn main() {
         &["ip", "unshare", "nsenter"],
         bad_input,
     );
+    suite.test_with_tools(
+        "a_published_port_answers_from_another_host_the_host_itself_and_the_bridge",
+        &[Root, Busybox, Nft],
+        &["ip", "unshare", "nsenter", "curl"],
+        published_port,
+    );
+    suite.test_with_tools(
+        "outbound_nat_shows_the_upstream_host_the_hosts_address",
+        &[Root, Busybox, Nft],
+        &["ip", "unshare", "nsenter", "curl"],
+        outbound_nat,
+    );
+    suite.test_with_tools(
+        "bad_nat_and_publish_requests_are_refused_and_leave_no_rule",
+        &[Root, Nft],
+        &["ip", "unshare", "nsenter"],
+        bad_publish,
+    );
+    suite.test_with_tools(
+        "a_publish_that_fails_halfway_takes_back_its_rules_and_settings",
+        &[Root, Nft],
+        &["ip", "unshare", "nsenter"],
+        failed_publish,
+    );
     suite.test(
         "dry_run_shows_each_request_beside_its_ip_command",
         &[],
@@ -57,6 +83,7 @@ struct Sandbox {
     dir: tempfile::TempDir,
     made: Vec<PathBuf>,
     bridge: String,
+    servers: Vec<Child>,
 }
 
 impl Sandbox {
@@ -67,8 +94,11 @@ impl Sandbox {
             dir: scratch(),
             made: Vec::new(),
             bridge: format!("ubt{}x{n}", std::process::id() % 10000),
+            servers: Vec::new(),
         };
         sandbox.netns("host")?;
+        // A host's loopback is up; a new namespace's is not.
+        ok(sandbox.exec("host", &["ip", "link", "set", "lo", "up"])?)?;
         Ok(sandbox)
     }
 
@@ -107,6 +137,82 @@ impl Sandbox {
             .args(args))
     }
 
+    /// Links the sandbox host to a namespace standing for another host
+    /// on its network: `up0` 198.51.100.1/24 here, eth0 198.51.100.2/24
+    /// there (TEST-NET-2). That host has no route to any bridge's subnet.
+    fn upstream(&mut self, short: &str) -> Result<String, Failed> {
+        let name = self.netns(short)?;
+        for (ns, line) in [
+            (
+                "host",
+                format!("ip link add up0 type veth peer name eth0 netns {name}"),
+            ),
+            ("host", "ip addr add 198.51.100.1/24 dev up0".into()),
+            ("host", "ip link set up0 up".into()),
+            (short, "ip link set lo up".into()),
+            (short, "ip addr add 198.51.100.2/24 dev eth0".into()),
+            (short, "ip link set eth0 up".into()),
+        ] {
+            ok(self.exec(ns, &line.split(' ').collect::<Vec<_>>())?)?;
+        }
+        Ok(name)
+    }
+
+    /// busybox httpd on port 80 in namespace `short`, serving `index.html`
+    /// ("hello from SHORT") and `/cgi-bin/addr`, which answers with the
+    /// client's address as the server sees it. Returns once it listens.
+    fn serve(&mut self, short: &str) -> Result<(), Failed> {
+        let www = self.dir.path().join(format!("www-{short}"));
+        std::fs::create_dir_all(www.join("cgi-bin"))?;
+        std::fs::write(www.join("index.html"), format!("hello from {short}\n"))?;
+        let cgi = www.join("cgi-bin/addr");
+        std::fs::write(
+            &cgi,
+            "#!/bin/sh\necho 'Content-Type: text/plain'\necho\necho \"$REMOTE_ADDR\"\n",
+        )?;
+        std::fs::set_permissions(&cgi, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+        let child = Command::new("nsenter")
+            .arg(format!("--net={}", self.name(short)))
+            .args(["busybox", "httpd", "-f", "-p", "80", "-h"])
+            .arg(&www)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        self.servers.push(child);
+        // Wait for the listening socket itself (state 0A in /proc/net/tcp).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let tcp = ok(self.exec(short, &["cat", "/proc/net/tcp", "/proc/net/tcp6"])?)?;
+            if stdout(&tcp).lines().any(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .is_some_and(|a| a.ends_with(":0050"))
+                    && l.split_whitespace().nth(3) == Some("0A")
+            }) {
+                return Ok(());
+            }
+            ensure(
+                Instant::now() < deadline,
+                format!("httpd in {short} never listened"),
+            )?;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// curl URL from namespace `short`: what it printed.
+    fn curl(&self, short: &str, url: &str) -> Result<String, Failed> {
+        let out = ok(self.exec(short, &["curl", "-sS", "--max-time", "10", url])?)?;
+        Ok(stdout(&out).trim().to_string())
+    }
+
+    /// The sandbox host's nftables ruleset, and whether it forwards.
+    fn firewall(&self) -> Result<(String, String), Failed> {
+        let rules = ok(self.exec("host", &["nft", "list", "ruleset"])?)?;
+        let forwarding = ok(self.exec("host", &["cat", "/proc/sys/net/ipv4/ip_forward"])?)?;
+        Ok((stdout(&rules), stdout(&forwarding).trim().to_string()))
+    }
+
     fn leases(&self) -> PathBuf {
         PathBuf::from("/run/underhood/net").join(&self.bridge)
     }
@@ -125,6 +231,17 @@ impl Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
+        for server in &mut self.servers {
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+        // The mark veth-bridge leaves while it has forwarding on.
+        if let Ok(host) = std::fs::metadata(self.name("host")) {
+            let _ = std::fs::remove_file(format!(
+                "/run/underhood/net/.forwarding-net:[{}]",
+                host.ino()
+            ));
+        }
         for file in &self.made {
             let _ = nix::mount::umount2(file, nix::mount::MntFlags::MNT_DETACH);
         }
@@ -328,6 +445,251 @@ fn bad_input() -> Result<(), Failed> {
         "links in the sandbox host",
     )?;
     ensure_eq(std::fs::read_dir(s.leases())?.count(), 0, "leases")
+}
+
+fn published_port() -> Result<(), Failed> {
+    let mut s = Sandbox::new()?;
+    let bridge = s.bridge.clone();
+    let (web, other) = (s.netns("web")?, s.netns("other")?);
+    s.upstream("far")?;
+    ok(s.veth_bridge(&["bridge", "add", &bridge, "--subnet", "10.208.12.0/24"])?)?;
+    ok(s.veth_bridge(&["connect", &bridge, "--netns", &web])?)?;
+    ok(s.veth_bridge(&["connect", &bridge, "--netns", &other])?)?;
+    s.serve("web")?;
+    let out = ok(s.veth_bridge(&["publish", &bridge, "8080:80", "--to", "10.208.12.2"])?)?;
+    ensure(
+        stdout(&out).contains("8080/tcp → 10.208.12.2:80"),
+        describe(&out),
+    )?;
+    let (rules, forwarding) = s.firewall()?;
+    ensure(
+        rules.contains("chain prerouting")
+            && rules.contains("chain output")
+            && rules.matches("dnat to 10.208.12.2:80").count() == 2,
+        format!("DNAT in prerouting and in output:\n{rules}"),
+    )?;
+    ensure_eq(
+        forwarding.as_str(),
+        "1",
+        "ip_forward while a port is published",
+    )?;
+    // Another host on the network: it reaches the container, which sees
+    // the client's own address, as with docker run -p.
+    ensure_eq(
+        s.curl("far", "http://198.51.100.1:8080/")?,
+        "hello from web".into(),
+        "from another host",
+    )?;
+    ensure(
+        s.curl("far", "http://198.51.100.1:8080/cgi-bin/addr")?
+            .contains("198.51.100.2"),
+        "the container sees the far client's address",
+    )?;
+    // The host itself, by its own address and by 127.0.0.1 (OUTPUT DNAT,
+    // route_localnet, and the masquerade for replies).
+    ensure_eq(
+        s.curl("host", "http://198.51.100.1:8080/")?,
+        "hello from web".into(),
+        "from the host",
+    )?;
+    ensure_eq(
+        s.curl("host", "http://127.0.0.1:8080/")?,
+        "hello from web".into(),
+        "from 127.0.0.1",
+    )?;
+    // Hairpin: another container on the bridge, and the container itself.
+    ensure_eq(
+        s.curl("other", "http://10.208.12.1:8080/")?,
+        "hello from web".into(),
+        "from the bridge",
+    )?;
+    ensure_eq(
+        s.curl("other", "http://198.51.100.1:8080/")?,
+        "hello from web".into(),
+        "from the bridge, by the host's other address",
+    )?;
+    ensure_eq(
+        s.curl("web", "http://10.208.12.1:8080/")?,
+        "hello from web".into(),
+        "from the container itself",
+    )?;
+    let show = ok(s.veth_bridge(&["show"])?)?;
+    ensure(
+        stdout(&show).contains("published 8080/tcp  → 10.208.12.2:80"),
+        describe(&show),
+    )?;
+    // Disconnecting the container takes its published port with it; the
+    // last rule takes the table, and forwarding goes back off.
+    ok(s.veth_bridge(&["disconnect", &bridge, "--netns", &web])?)?;
+    ok(s.veth_bridge(&["disconnect", &bridge, "--netns", &other])?)?;
+    ok(s.veth_bridge(&["bridge", "del", &bridge])?)?;
+    let (rules, forwarding) = s.firewall()?;
+    ensure_eq(rules.trim(), "", "rules left")?;
+    ensure_eq(forwarding.as_str(), "0", "ip_forward after the last rule")?;
+    ensure_eq(s.host_links()?, vec!["up0".to_string()], "links left")?;
+    ensure(!s.leases().exists(), "the leases survived bridge del")
+}
+
+fn outbound_nat() -> Result<(), Failed> {
+    let mut s = Sandbox::new()?;
+    let bridge = s.bridge.clone();
+    let one = s.netns("one")?;
+    s.upstream("far")?;
+    s.serve("far")?;
+    ok(s.veth_bridge(&["bridge", "add", &bridge, "--subnet", "10.208.13.0/24"])?)?;
+    ok(s.veth_bridge(&["connect", &bridge, "--netns", &one])?)?;
+    let out = ok(s.veth_bridge(&["nat", &bridge, "on"])?)?;
+    ensure(
+        stdout(&out).contains("NAT on for 10.208.13.0/24"),
+        describe(&out),
+    )?;
+    let again = ok(s.veth_bridge(&["nat", &bridge, "on"])?)?;
+    ensure(
+        stdout(&again).contains("NAT is on already"),
+        describe(&again),
+    )?;
+    // The far host has no route to 10.208.13.0/24: only masquerade lets
+    // the container through, and the far host sees the host's address.
+    let seen = s.curl("one", "http://198.51.100.2/cgi-bin/addr")?;
+    ensure(
+        seen.contains("198.51.100.1") && !seen.contains("10.208.13."),
+        format!("the far host saw {seen:?}"),
+    )?;
+    let (rules, _) = s.firewall()?;
+    ensure(
+        rules.contains(&format!(
+            "ip saddr 10.208.13.0/24 oifname != \"{bridge}\" masquerade"
+        )),
+        rules,
+    )?;
+    let show = ok(s.veth_bridge(&["show"])?)?;
+    ensure(stdout(&show).contains("nat on"), describe(&show))?;
+    ok(s.veth_bridge(&["nat", &bridge, "off"])?)?;
+    let (rules, forwarding) = s.firewall()?;
+    ensure_eq(rules.trim(), "", "rules after nat off")?;
+    ensure_eq(forwarding.as_str(), "0", "ip_forward after nat off")?;
+    // bridge del takes NAT with it too.
+    ok(s.veth_bridge(&["nat", &bridge, "on"])?)?;
+    ok(s.veth_bridge(&["disconnect", &bridge, "--netns", &one])?)?;
+    ok(s.veth_bridge(&["bridge", "del", &bridge])?)?;
+    let (rules, forwarding) = s.firewall()?;
+    ensure_eq(rules.trim(), "", "rules after bridge del")?;
+    ensure_eq(forwarding.as_str(), "0", "ip_forward after bridge del")
+}
+
+fn bad_publish() -> Result<(), Failed> {
+    let mut s = Sandbox::new()?;
+    let bridge = s.bridge.clone();
+    let one = s.netns("one")?;
+    ok(s.veth_bridge(&["bridge", "add", &bridge, "--subnet", "10.208.14.0/24"])?)?;
+    ok(s.veth_bridge(&["connect", &bridge, "--netns", &one])?)?;
+    for (args, says) in [
+        (
+            vec!["publish", &bridge, "8080", "--to", "10.208.14.2"],
+            "HOSTPORT:CTRPORT",
+        ),
+        (
+            vec!["publish", &bridge, "8080:0", "--to", "10.208.14.2"],
+            "not a port",
+        ),
+        (
+            vec!["publish", &bridge, "8080:80/sctp", "--to", "10.208.14.2"],
+            "/tcp or /udp",
+        ),
+        (
+            vec!["publish", &bridge, "8080:80", "--to", "10.208.15.2"],
+            "not in",
+        ),
+        (
+            vec!["publish", &bridge, "8080:80", "--to", "10.208.14.9"],
+            "no namespace is connected",
+        ),
+        (
+            vec!["publish", &bridge, "8080:80", "--to", "nowhere"],
+            "not an IPv4 address",
+        ),
+        (
+            vec!["publish", "nosuch", "8080:80", "--to", "10.208.14.2"],
+            "no bridge nosuch",
+        ),
+        (vec!["unpublish", &bridge, "8080"], "not published"),
+        (vec!["nat", "nosuch", "on"], "no bridge nosuch"),
+    ] {
+        let out = s.veth_bridge(&args)?;
+        ensure(
+            out.status.code() == Some(2)
+                && stderr(&out).contains(says)
+                && stderr(&out).lines().count() == 1,
+            format!("{args:?}: {}", describe(&out)),
+        )?;
+    }
+    let (rules, forwarding) = s.firewall()?;
+    ensure_eq(rules.trim(), "", "rules after refused requests")?;
+    ensure_eq(
+        forwarding.as_str(),
+        "0",
+        "ip_forward after refused requests",
+    )?;
+    // The same host port twice, even for another protocol's sake: named.
+    ok(s.veth_bridge(&["publish", &bridge, "8080:80", "--to", "10.208.14.2"])?)?;
+    let twice = s.veth_bridge(&["publish", &bridge, "8080:81", "--to", "10.208.14.2"])?;
+    ensure(
+        twice.status.code() == Some(2)
+            && stderr(&twice).contains("published already, to 10.208.14.2:80"),
+        describe(&twice),
+    )?;
+    ok(s.veth_bridge(&["publish", &bridge, "8080:53/udp", "--to", "10.208.14.2"])?)?;
+    ok(s.veth_bridge(&["unpublish", &bridge, "8080"])?)?;
+    ok(s.veth_bridge(&["unpublish", &bridge, "8080/udp"])?)?;
+    let (rules, forwarding) = s.firewall()?;
+    ensure_eq(rules.trim(), "", "rules after unpublish")?;
+    ensure_eq(forwarding.as_str(), "0", "ip_forward after unpublish")
+}
+
+fn failed_publish() -> Result<(), Failed> {
+    let mut s = Sandbox::new()?;
+    let bridge = s.bridge.clone();
+    let one = s.netns("one")?;
+    ok(s.veth_bridge(&["bridge", "add", &bridge, "--subnet", "10.208.16.0/24"])?)?;
+    ok(s.veth_bridge(&["connect", &bridge, "--netns", &one])?)?;
+    // A chain "output" of the wrong type in the toolkit's table: the
+    // DNAT rule for it fails after the prerouting rule and the guard were
+    // added.
+    ok(s.exec(
+        "host",
+        &["nft", "add table ip underhood; add chain ip underhood output { type filter hook output priority 0; }"],
+    )?)?;
+    let out = s.veth_bridge(&["publish", &bridge, "8080:80", "--to", "10.208.16.2"])?;
+    ensure(
+        out.status.code() == Some(125) && stderr(&out).lines().count() == 1,
+        describe(&out),
+    )?;
+    let (rules, forwarding) = s.firewall()?;
+    ensure(
+        !rules.contains("dnat") && !rules.contains("comment"),
+        format!("rules left after the failed publish:\n{rules}"),
+    )?;
+    ensure(
+        rules.contains("chain output"),
+        format!("the table it did not make must stay:\n{rules}"),
+    )?;
+    ensure_eq(
+        forwarding.as_str(),
+        "0",
+        "ip_forward after the failed publish",
+    )?;
+    let localnet = ok(s.exec(
+        "host",
+        &[
+            "cat",
+            &format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet"),
+        ],
+    )?)?;
+    ensure_eq(
+        stdout(&localnet).trim(),
+        "0",
+        "route_localnet after the failed publish",
+    )
 }
 
 fn dry_run() -> Result<(), Failed> {

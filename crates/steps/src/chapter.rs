@@ -44,4 +44,8 @@ chapters! {
     COPY_ON_WRITE = "Copy-on-write and whiteouts", "overlay/copy-on-write.md";
     IMAGES = "Images are stacks of layers", "overlay/images.md";
     ROOTFS = "A root filesystem from nothing", "overlay/rootfs.md";
+    NETWORK = "Networking: a docker0 of your own", "network/README.md";
+    NAT = "NAT and published ports", "network/nat.md";
+    NETWORK_MODES = "Host, bridge and none: docker network", "network/modes.md";
+    MULTI_HOST = "Across hosts: overlay networks and VXLAN", "network/overlay.md";
 }

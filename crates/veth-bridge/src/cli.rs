@@ -6,13 +6,15 @@ use clap::{Args, Parser, Subcommand};
 use steps::{Error, StepArgs};
 
 /// A docker0 of your own: a bridge, veth pairs into network namespaces,
-/// addresses and routes.
+/// addresses, routes, NAT and published ports.
 ///
 /// Makes a bridge with a gateway address (like docker0), and connects a
 /// network namespace to it with a veth pair whose container end is eth0,
 /// with an address from the bridge's subnet and a default route through
-/// the gateway. Every change is a netlink request; --explain shows each
-/// beside the ip command that does the same.
+/// the gateway. NAT and published ports are nftables rules in a table of
+/// the toolkit's own, `ip underhood`. Every change is a netlink request
+/// or an nft command; --explain shows each beside the ip or nft command
+/// that does the same.
 #[derive(Debug, Parser)]
 #[command(name = "veth-bridge", version, max_term_width = 100)]
 pub struct Cli {
@@ -46,8 +48,38 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
-    /// The toolkit's bridges, their ports, where each leads, and the addresses
+    /// Masquerade what the bridge's namespaces send to other networks
+    Nat {
+        bridge: String,
+        #[arg(value_enum)]
+        state: OnOff,
+    },
+    /// Publish a port: HOSTPORT on every host address leads to the
+    /// container's CTRPORT, like docker run -p 8080:80
+    Publish {
+        bridge: String,
+        /// HOSTPORT:CTRPORT, optionally /tcp (the default) or /udp
+        #[arg(value_name = "HOSTPORT:CTRPORT[/PROTO]")]
+        mapping: String,
+        /// The address of a namespace connected to the bridge
+        #[arg(long, value_name = "ADDR")]
+        to: String,
+    },
+    /// Remove a published port
+    Unpublish {
+        bridge: String,
+        #[arg(value_name = "HOSTPORT[/PROTO]")]
+        port: String,
+    },
+    /// The toolkit's bridges, their ports, where each leads, the
+    /// addresses, NAT and published ports
     Show,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,10 +133,15 @@ pub fn interface_name(what: &str, name: &str) -> Result<(), Error> {
         ))
     } else if name == "." || name == ".." {
         Some("is not a name".into())
-    } else if name.contains('/') || name.contains(':') || name.chars().any(char::is_whitespace) {
-        Some("has a '/', ':' or a space, which interface names may not".into())
-    } else if name.starts_with('-') {
-        Some("starts with '-'".into())
+    } else if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        // The kernel takes more, but the name goes into nft rules and
+        // file names; Docker allows the same set.
+        Some("has characters other than letters, digits, '-', '_' and '.'".into())
+    } else if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        Some("does not start with a letter or a digit".into())
     } else {
         None
     };
@@ -124,7 +161,17 @@ mod tests {
     #[test]
     fn interface_names_follow_the_kernels_rules() {
         assert!(interface_name("bridge", "ub0").is_ok());
-        for bad in ["", "a-name-longer-than-15", "a/b", "..", "a b", "-x"] {
+        for bad in [
+            "",
+            "a-name-longer-than-15",
+            "a/b",
+            "..",
+            "a b",
+            "-x",
+            "a\"b",
+            "a;b",
+            ".x",
+        ] {
             let err = interface_name("bridge", bad).unwrap_err();
             assert_eq!(err.code(), 2, "{bad}");
         }

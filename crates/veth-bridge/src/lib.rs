@@ -12,12 +12,16 @@
 //! * [`alloc`] parses subnets and leases addresses, safely under
 //!   concurrency;
 //! * [`netlink`] makes the requests, through the rust-netlink crates;
-//! * [`plan`] turns `bridge add|del`, `connect` and `disconnect` into
-//!   plans of those requests, each shown beside its `ip` command;
+//! * [`nft`] keeps NAT and published ports in the toolkit's own
+//!   nftables table;
+//! * [`plan`] turns `bridge add|del`, `connect`, `disconnect`, `nat`,
+//!   `publish` and `unpublish` into plans of those requests, each shown
+//!   beside its `ip` or `nft` command;
 //! * [`show`] reads it all back.
 
 pub mod alloc;
 pub mod cli;
 pub mod netlink;
+pub mod nft;
 pub mod plan;
 pub mod show;

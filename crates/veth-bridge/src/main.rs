@@ -6,8 +6,9 @@ use std::process::ExitCode;
 
 use steps::{Error, Narrator};
 use veth_bridge::alloc::Subnet;
-use veth_bridge::cli::{BridgeAction, Cli, Command};
+use veth_bridge::cli::{BridgeAction, Cli, Command, OnOff};
 use veth_bridge::netlink::Netlink;
+use veth_bridge::nft::{self, Published};
 use veth_bridge::plan::{self, Netns};
 use veth_bridge::show;
 
@@ -28,6 +29,16 @@ fn run(narrator: &Narrator, plan: &steps::Plan<plan::Op>) -> Result<bool, Error>
     }
     plan::execute(plan, narrator)?;
     Ok(true)
+}
+
+fn need_nft() -> Result<(), Error> {
+    if nft::available() {
+        Ok(())
+    } else {
+        Err(Error::setup(
+            "nft is not installed: install nftables (apt-get install nftables)",
+        ))
+    }
 }
 
 fn go(cli: &Cli, narrator: &Narrator) -> Result<(), Error> {
@@ -52,7 +63,7 @@ fn go(cli: &Cli, narrator: &Narrator) -> Result<(), Error> {
         } => {
             let nl = Netlink::open()?;
             let bridge = plan::find_bridge(name, &nl)?;
-            run(narrator, &plan::bridge_del(&bridge)?)?;
+            run(narrator, &plan::bridge_del(&bridge, &nft::list()?)?)?;
         }
         Command::Connect { bridge, target, ip } => {
             let wanted = ip
@@ -88,11 +99,80 @@ fn go(cli: &Cli, narrator: &Narrator) -> Result<(), Error> {
             let netns = Netns {
                 path: target.path(),
             };
-            run(narrator, &plan::disconnect(&bridge, &netns, &nl)?)?;
+            run(
+                narrator,
+                &plan::disconnect(&bridge, &netns, &nft::list()?, &nl)?,
+            )?;
+        }
+        Command::Nat { bridge, state } => {
+            let nl = Netlink::open()?;
+            let bridge = plan::find_bridge(bridge, &nl)?;
+            let table = nft::list()?;
+            let plan = match state {
+                OnOff::On => plan::nat_on(&bridge, &table),
+                OnOff::Off => plan::nat_off(&bridge, &table),
+            };
+            match plan {
+                Some(plan) => {
+                    need_nft()?;
+                    if run(narrator, &plan)? && *state == OnOff::On {
+                        println!(
+                            "{}: NAT on for {} (nft list table {})",
+                            bridge.name,
+                            bridge.subnet,
+                            nft::TABLE
+                        );
+                    }
+                }
+                None => println!(
+                    "{}: NAT is {} already",
+                    bridge.name,
+                    if *state == OnOff::On { "on" } else { "off" }
+                ),
+            }
+        }
+        Command::Publish {
+            bridge,
+            mapping,
+            to,
+        } => {
+            let (host_port, port, proto) = nft::parse_mapping(mapping).map_err(Error::usage)?;
+            let to = to
+                .parse::<Ipv4Addr>()
+                .map_err(|_| Error::usage(format!("--to {to:?}: not an IPv4 address")))?;
+            let nl = Netlink::open()?;
+            let bridge = plan::find_bridge(bridge, &nl)?;
+            need_nft()?;
+            let published = Published {
+                bridge: bridge.name.clone(),
+                host_port,
+                proto,
+                to,
+                port,
+            };
+            let plan = plan::publish(&bridge, &published, &nft::list()?)?;
+            if run(narrator, &plan)? {
+                println!(
+                    "{host_port}/{proto} → {to}:{port} (nft list table {})",
+                    nft::TABLE
+                );
+            }
+        }
+        Command::Unpublish { bridge, port } => {
+            let (host_port, proto) = nft::parse_host_port(port).map_err(Error::usage)?;
+            let nl = Netlink::open()?;
+            let bridge = plan::find_bridge(bridge, &nl)?;
+            run(
+                narrator,
+                &plan::unpublish(&bridge, host_port, proto, &nft::list()?)?,
+            )?;
         }
         Command::Show => {
             let nl = Netlink::open()?;
-            print!("{}", show::render(&nl, cli.steps.stdout_palette())?);
+            print!(
+                "{}",
+                show::render(&nl, &nft::list()?, cli.steps.stdout_palette())?
+            );
         }
     }
     Ok(())

@@ -213,6 +213,16 @@ impl Netlink {
             .map_err(|e| self.fail(Request::SetMaster { index, bridge }, e))
     }
 
+    /// Lets the bridge send a frame back out of the port it came in by
+    /// (`bridge link set dev DEV hairpin on`).
+    pub fn set_hairpin(&self, index: u32) -> Result<(), Error> {
+        let message = rtnetlink::LinkBridgePort::new(index).hairpin(true).build();
+        let set = self.handle.link().set_port(message);
+        self.runtime
+            .block_on(set.execute())
+            .map_err(|e| self.fail(Request::SetHairpin(index), e))
+    }
+
     /// Brings a link up (`ip link set DEV up`).
     pub fn set_up(&self, index: u32) -> Result<(), Error> {
         let message = LinkUnspec::new_with_index(index).up().build();
@@ -466,6 +476,7 @@ enum Request<'a> {
         bridge: u32,
     },
     SetUp(u32),
+    SetHairpin(u32),
     NewAddress {
         index: u32,
         addr: Ipv4Addr,
@@ -495,6 +506,9 @@ impl fmt::Display for Request<'_> {
                 write!(f, "RTM_SETLINK ifindex {index} master {bridge}")
             }
             Self::SetUp(index) => write!(f, "RTM_SETLINK ifindex {index} up"),
+            Self::SetHairpin(index) => {
+                write!(f, "RTM_NEWLINK ifindex {index} bridge port hairpin on")
+            }
             Self::NewAddress {
                 index,
                 addr,

@@ -1,7 +1,8 @@
-//! What `bridge add|del`, `connect` and `disconnect` do, as plans of
-//! netlink requests, each shown beside the `ip` command a learner would
-//! type for the same effect; and the executor that makes them and, when
-//! one fails, takes back what the others made.
+//! What `bridge add|del`, `connect`, `disconnect`, `nat`, `publish` and
+//! `unpublish` do, as plans of netlink requests and nft commands, each
+//! shown beside the `ip` or `nft` command a learner would type for the
+//! same effect; and the executor that makes them and, when one fails,
+//! takes back what the others made.
 
 use std::fs::File;
 use std::net::Ipv4Addr;
@@ -13,6 +14,7 @@ use steps::{Chapter, Error, Narrator, Plan, Step, chapter};
 
 use crate::alloc::{Leases, Subnet};
 use crate::netlink::Netlink;
+use crate::nft::{self, Chain, Proto, Published, Rule, Table};
 
 /// A network namespace other than this process's, as a file and as a
 /// learner would name it to `ip`.
@@ -38,7 +40,8 @@ impl Netns {
     fn open(&self) -> Result<File, Error> {
         File::open(&self.path).map_err(|e| {
             Error::usage(format!(
-                "{}: {}; give a running process's --pid, or a namespace file (ip netns list)",
+                "{}: {}; give a running process's --pid, a name from ip netns list, \
+                 or a namespace file by its path (./NAME for one here)",
                 self.path.display(),
                 steps::error::describe_io(&e)
             ))
@@ -89,12 +92,17 @@ pub enum Op {
         link: String,
         bridge: String,
     },
+    SetHairpin {
+        link: String,
+    },
     AddDefaultRoute {
         gateway: Ipv4Addr,
         netns: Netns,
     },
     DeleteLink {
         name: String,
+        /// A veth's host end (else the bridge).
+        veth: bool,
     },
     ReleaseLease {
         dir: PathBuf,
@@ -103,6 +111,74 @@ pub enum Op {
     RemoveLeases {
         dir: PathBuf,
     },
+    /// `sysctl -w net.ipv4.ip_forward=1`, noting that the toolkit did it.
+    EnableForwarding,
+    /// Forwarding back off, if the toolkit turned it on.
+    RestoreForwarding,
+    /// A per-interface IPv4 setting, `net.ipv4.conf.LINK.KEY`.
+    Sysctl {
+        link: String,
+        key: &'static str,
+        value: u8,
+        why: &'static str,
+    },
+    NftAddTable,
+    NftAddChain {
+        chain: Chain,
+    },
+    NftAddRule {
+        chain: Chain,
+        rule: String,
+        why: &'static str,
+    },
+    /// Deletes the rules `select` picks, by the handles they have when
+    /// the step runs; `handles` are those seen when the plan was made.
+    NftDeleteRules {
+        select: Select,
+        handles: Vec<(Chain, u32)>,
+    },
+    /// The table goes when it holds no rule.
+    NftDeleteTableIfEmpty,
+}
+
+/// Which of the table's rules a step deletes, by their comments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Select {
+    /// Everything of a bridge's.
+    Bridge(String),
+    /// Its outbound NAT.
+    Nat(String),
+    /// Its loopback guard.
+    Localnet(String),
+    /// One published port.
+    Published {
+        bridge: String,
+        host_port: u16,
+        proto: Proto,
+    },
+    /// The ports published to one address.
+    To { bridge: String, addr: Ipv4Addr },
+}
+
+impl Select {
+    pub fn matches(&self, rule: &Rule) -> bool {
+        let published = rule.published();
+        match self {
+            Select::Bridge(b) => rule.bridge() == b,
+            Select::Nat(b) => rule.bridge() == b && rule.is_nat(),
+            Select::Localnet(b) => rule.bridge() == b && rule.is_localnet(),
+            Select::Published {
+                bridge,
+                host_port,
+                proto,
+            } => published.is_some_and(|p| {
+                p.bridge == *bridge && p.host_port == *host_port && p.proto == *proto
+            }),
+            Select::To { bridge, addr } => {
+                published.is_some_and(|p| p.bridge == *bridge && p.to == *addr)
+            }
+        }
+    }
 }
 
 impl Op {
@@ -138,12 +214,37 @@ impl Op {
                 format!("ip link add {host} type veth peer name {peer} netns {ns}")
             }
             Op::SetMaster { link, bridge } => format!("ip link set {link} master {bridge}"),
+            Op::SetHairpin { link } => format!("bridge link set dev {link} hairpin on"),
             Op::AddDefaultRoute { gateway, netns } => {
                 netns.ip(&format!("route add default via {gateway}"))
             }
-            Op::DeleteLink { name } => format!("ip link del {name}"),
+            Op::DeleteLink { name, .. } => format!("ip link del {name}"),
             Op::ReleaseLease { dir, .. } => format!("rm {}/ADDR", dir.display()),
             Op::RemoveLeases { dir } => format!("rmdir {}", dir.display()),
+            Op::EnableForwarding => "sysctl -w net.ipv4.ip_forward=1".into(),
+            Op::RestoreForwarding => "sysctl -w net.ipv4.ip_forward=0".into(),
+            Op::Sysctl {
+                link, key, value, ..
+            } => format!("sysctl -w net.ipv4.conf.{link}.{key}={value}"),
+            Op::NftAddTable => format!("nft {}", self.nft_command().expect("an nft step")),
+            Op::NftAddChain { .. } | Op::NftAddRule { .. } => {
+                format!("nft '{}'", self.nft_command().expect("an nft step"))
+            }
+            Op::NftDeleteRules { handles, .. } if handles.is_empty() => {
+                format!("nft delete rule {} CHAIN handle N", nft::TABLE)
+            }
+            Op::NftDeleteRules { handles, .. } => handles
+                .iter()
+                .map(|(chain, handle)| {
+                    format!(
+                        "nft delete rule {} {} handle {handle}",
+                        nft::TABLE,
+                        chain.name()
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+            Op::NftDeleteTableIfEmpty => format!("nft delete table {}", nft::TABLE),
         }
     }
 
@@ -186,22 +287,68 @@ impl Op {
             Op::SetMaster { link, bridge } => {
                 format!("RTM_NEWLINK {{{link}, master {bridge}}}")
             }
+            Op::SetHairpin { link } => {
+                format!("RTM_NEWLINK {{{link}, bridge port {{hairpin on}}}}")
+            }
             Op::AddDefaultRoute { gateway, netns } => format!(
                 "RTM_NEWROUTE {{0.0.0.0/0 via {gateway}}} in {}",
                 netns.path.display()
             ),
-            Op::DeleteLink { name } => format!("RTM_DELLINK {{{name}}}"),
+            Op::DeleteLink { name, .. } => format!("RTM_DELLINK {{{name}}}"),
             Op::ReleaseLease { dir, holder } => {
                 format!("unlink(\"{}/<address of {holder}>\")", dir.display())
             }
             Op::RemoveLeases { dir } => format!("rmdir(\"{}\")", dir.display()),
+            Op::EnableForwarding => format!("write(\"{}\", \"1\")", nft::FORWARDING),
+            Op::RestoreForwarding => format!("write(\"{}\", \"0\")", nft::FORWARDING),
+            Op::Sysctl {
+                link, key, value, ..
+            } => format!("write(\"/proc/sys/net/ipv4/conf/{link}/{key}\", \"{value}\")"),
+            Op::NftAddTable
+            | Op::NftAddChain { .. }
+            | Op::NftAddRule { .. }
+            | Op::NftDeleteRules { .. }
+            | Op::NftDeleteTableIfEmpty => unreachable!("nft steps are shown as the nft command"),
         }
+    }
+
+    /// The text after `nft` of an add step: what the step runs.
+    fn nft_command(&self) -> Option<String> {
+        match self {
+            Op::NftAddTable => Some(format!("add table {}", nft::TABLE)),
+            Op::NftAddChain { chain } => Some(format!(
+                "add chain {} {} {}",
+                nft::TABLE,
+                chain.name(),
+                chain.definition()
+            )),
+            Op::NftAddRule { chain, rule, .. } => {
+                Some(format!("add rule {} {} {rule}", nft::TABLE, chain.name()))
+            }
+            _ => None,
+        }
+    }
+
+    fn is_nft(&self) -> bool {
+        matches!(
+            self,
+            Op::NftAddTable
+                | Op::NftAddChain { .. }
+                | Op::NftAddRule { .. }
+                | Op::NftDeleteRules { .. }
+                | Op::NftDeleteTableIfEmpty
+        )
     }
 }
 
 impl Step for Op {
     fn call(&self) -> String {
-        format!("{}  ≡  {}", self.request(), self.by_hand())
+        if self.is_nft() {
+            // The step runs this very command.
+            self.by_hand()
+        } else {
+            format!("{}  ≡  {}", self.request(), self.by_hand())
+        }
     }
 
     fn why(&self) -> String {
@@ -215,15 +362,38 @@ impl Step for Op {
             Op::TakeLease { .. } => "O_EXCL lets exactly one process make the file, so containers started at once never share an address".into(),
             Op::AddVeth { .. } => "a veth pair is a cable: the host end stays here, the other end is made directly inside the namespace as eth0, in one request".into(),
             Op::SetMaster { .. } => "plug the host end into the bridge".into(),
+            Op::SetHairpin { .. } => "with br_netfilter loaded (Docker loads it), a container's connection to its own published port is DNATed inside the bridge and must go back out of the port it came in by".into(),
             Op::AddDefaultRoute { .. } => "everything not on the subnet goes to the bridge's address".into(),
-            Op::DeleteLink { .. } => "deleting one end of a veth pair deletes both".into(),
+            Op::DeleteLink { veth: true, .. } => "deleting one end of a veth pair deletes both".into(),
+            Op::DeleteLink { .. } => "the bridge goes, and its address and the route to its subnet with it".into(),
             Op::ReleaseLease { .. } => "give the address back".into(),
             Op::RemoveLeases { .. } => "the bridge's allocator goes with it".into(),
+            Op::EnableForwarding => "a host that forwards packets between its interfaces is a router; NAT and published ports need it (Docker turns it on too). veth-bridge turns it back off with its last rule".into(),
+            Op::RestoreForwarding => "the toolkit turned forwarding on, and its last rule is gone".into(),
+            Op::Sysctl { why, .. } => (*why).into(),
+            Op::NftAddTable => "a table of the toolkit's own: its rules never mix with anyone else's, and deleting the table deletes them all".into(),
+            Op::NftAddChain { chain: Chain::Prerouting } => "a chain on the prerouting hook sees every packet that arrives, before the routing decision; DNAT here changes where it goes".into(),
+            Op::NftAddChain { chain: Chain::Output } => "packets the host itself sends never pass prerouting: they get a chain on the output hook".into(),
+            Op::NftAddChain { chain: Chain::Postrouting } => "a chain on the postrouting hook sees every packet about to leave, after routing; masquerade changes where it seems to come from".into(),
+            Op::NftAddChain { chain: Chain::Guard } => "a filter chain that runs before connection tracking and NAT".into(),
+            Op::NftAddRule { why, .. } => (*why).into(),
+            Op::NftDeleteRules { .. } => "rules are deleted by handle; the toolkit finds its own by their comments".into(),
+            Op::NftDeleteTableIfEmpty => "the table holds no rule any more".into(),
         }
     }
 
     fn chapter(&self) -> Chapter {
-        chapter::NET
+        match self {
+            Op::EnableForwarding
+            | Op::RestoreForwarding
+            | Op::Sysctl { .. }
+            | Op::NftAddTable
+            | Op::NftAddChain { .. }
+            | Op::NftAddRule { .. }
+            | Op::NftDeleteRules { .. }
+            | Op::NftDeleteTableIfEmpty => chapter::NAT,
+            _ => chapter::NETWORK,
+        }
     }
 }
 
@@ -234,8 +404,10 @@ pub fn host_end(netns: &Path) -> Result<String, Error> {
     let inode = std::fs::metadata(netns)
         .map_err(|e| {
             Error::usage(format!(
-                "{}: {e}; give a running process's --pid, or a namespace file",
-                netns.display()
+                "{}: {}; give a running process's --pid, a name from ip netns list, \
+                 or a namespace file by its path (./NAME for one here)",
+                netns.display(),
+                steps::error::describe_io(&e)
             ))
         })?
         .ino();
@@ -302,7 +474,7 @@ pub fn find_bridge(name: &str, nl: &Netlink) -> Result<Bridge, Error> {
 
 /// `bridge del NAME`: refused while namespaces are connected, as
 /// `docker network rm` refuses a network with containers.
-pub fn bridge_del(bridge: &Bridge) -> Result<Plan<Op>, Error> {
+pub fn bridge_del(bridge: &Bridge, table: &Table) -> Result<Plan<Op>, Error> {
     let held = bridge.leases.list();
     if let Some((addr, holder)) = held.first() {
         return Err(Error::usage(format!(
@@ -313,8 +485,11 @@ pub fn bridge_del(bridge: &Bridge) -> Result<Plan<Op>, Error> {
         )));
     }
     let mut plan = Plan::new();
+    let rest = delete_rules(&mut plan, table, Select::Bridge(bridge.name.clone()));
+    tidy_table(&mut plan, &rest);
     plan.push(Op::DeleteLink {
         name: bridge.name.clone(),
+        veth: false,
     });
     plan.push(Op::RemoveLeases {
         dir: bridge.leases.dir().to_path_buf(),
@@ -331,8 +506,16 @@ pub fn connect(
 ) -> Result<Plan<Op>, Error> {
     let host = host_end(&netns.path)?;
     if nl.link_index(&host)?.is_some() {
+        let on = nl
+            .links()?
+            .into_iter()
+            .find(|l| l.name == host)
+            .and_then(|l| l.master)
+            .and_then(|m| nl.links().ok()?.into_iter().find(|b| b.index == m))
+            .map_or(String::new(), |b| format!(" to {}", b.name));
         return Err(Error::usage(format!(
-            "{} is connected already (its host end {host} exists); disconnect it first",
+            "{} is connected already{on} (its host end {host} exists); a namespace \
+             joins one bridge here: disconnect it first",
             netns.path.display()
         )));
     }
@@ -352,6 +535,7 @@ pub fn connect(
         link: host.clone(),
         bridge: bridge.name.clone(),
     });
+    plan.push(Op::SetHairpin { link: host.clone() });
     plan.push(Op::SetUp {
         link: host.clone(),
         netns: None,
@@ -378,11 +562,16 @@ pub fn connect(
 }
 
 /// `disconnect BRIDGE --pid P|--netns N`.
-pub fn disconnect(bridge: &Bridge, netns: &Netns, nl: &Netlink) -> Result<Plan<Op>, Error> {
+pub fn disconnect(
+    bridge: &Bridge,
+    netns: &Netns,
+    table: &Table,
+    nl: &Netlink,
+) -> Result<Plan<Op>, Error> {
     let host = host_end(&netns.path)?;
     let linked = nl.link_index(&host)?.is_some();
-    let leased = bridge.leases.find(&host).is_some();
-    if !linked && !leased {
+    let leased = bridge.leases.find(&host);
+    if !linked && leased.is_none() {
         return Err(Error::usage(format!(
             "{} is not connected to {} (no link {host}); see veth-bridge show",
             netns.path.display(),
@@ -390,13 +579,205 @@ pub fn disconnect(bridge: &Bridge, netns: &Netns, nl: &Netlink) -> Result<Plan<O
         )));
     }
     let mut plan = Plan::new();
+    if let Some(addr) = leased {
+        // As docker stop takes a container's published ports with it.
+        let rest = delete_rules(
+            &mut plan,
+            table,
+            Select::To {
+                bridge: bridge.name.clone(),
+                addr,
+            },
+        );
+        let rest = unguard_if_unpublished(&mut plan, bridge, &rest);
+        tidy_table(&mut plan, &rest);
+    }
     if linked {
-        plan.push(Op::DeleteLink { name: host.clone() });
+        plan.push(Op::DeleteLink {
+            name: host.clone(),
+            veth: true,
+        });
     }
     plan.push(Op::ReleaseLease {
         dir: bridge.leases.dir().to_path_buf(),
         holder: host,
     });
+    Ok(plan)
+}
+
+/// Pushes the deletion of the rules `select` picks, if there are any,
+/// and returns the table as it will be after it.
+fn delete_rules(plan: &mut Plan<Op>, table: &Table, select: Select) -> Table {
+    let (gone, kept): (Vec<&Rule>, Vec<&Rule>) =
+        table.rules.iter().partition(|r| select.matches(r));
+    if !gone.is_empty() {
+        plan.push(Op::NftDeleteRules {
+            select,
+            handles: gone.iter().map(|r| (r.chain, r.handle)).collect(),
+        });
+    }
+    Table {
+        rules: kept.into_iter().cloned().collect(),
+        ..table.clone()
+    }
+}
+
+/// With the last rule gone, the table goes, and forwarding goes back off
+/// if the toolkit turned it on.
+fn tidy_table(plan: &mut Plan<Op>, after: &Table) {
+    if after.exists && after.rules.is_empty() {
+        plan.push(Op::NftDeleteTableIfEmpty);
+        if nft::forwarding_mark().exists() {
+            plan.push(Op::RestoreForwarding);
+        }
+    }
+}
+
+/// With no port published on it any more, a bridge needs neither
+/// route_localnet nor the guard that goes with it.
+fn unguard_if_unpublished(plan: &mut Plan<Op>, bridge: &Bridge, after: &Table) -> Table {
+    if after.published().iter().any(|p| p.bridge == bridge.name) || !after.guarded(&bridge.name) {
+        return after.clone();
+    }
+    plan.push(Op::Sysctl {
+        link: bridge.name.clone(),
+        key: "route_localnet",
+        value: 0,
+        why: "no port is published on the bridge any more, so nothing needs 127.0.0.1 routed to it",
+    });
+    delete_rules(plan, after, Select::Localnet(bridge.name.clone()))
+}
+
+/// Forwarding, the table and the chains a new rule needs, where missing.
+fn prepare_table(plan: &mut Plan<Op>, table: &Table, chains: &[Chain]) {
+    if !nft::forwarding() {
+        plan.push(Op::EnableForwarding);
+    }
+    if !table.exists {
+        plan.push(Op::NftAddTable);
+    }
+    for chain in chains {
+        if !table.chains.contains(chain) {
+            plan.push(Op::NftAddChain { chain: *chain });
+        }
+    }
+}
+
+/// `nat BRIDGE on`: masquerade what the bridge's containers send
+/// elsewhere, as Docker's `-s 172.17.0.0/16 ! -o docker0 -j MASQUERADE`.
+/// `None` when it is on already.
+pub fn nat_on(bridge: &Bridge, table: &Table) -> Option<Plan<Op>> {
+    if table.nat_on(&bridge.name) {
+        return None;
+    }
+    let mut plan = Plan::new();
+    prepare_table(&mut plan, table, &[Chain::Postrouting]);
+    plan.push(Op::NftAddRule {
+        chain: Chain::Postrouting,
+        rule: nft::nat_rule(&bridge.name, &bridge.subnet),
+        why: "masquerade: a packet from the subnet leaving by any other interface gets that interface's address as its source, and conntrack turns the replies back",
+    });
+    Some(plan)
+}
+
+/// `nat BRIDGE off`. `None` when it is off already.
+pub fn nat_off(bridge: &Bridge, table: &Table) -> Option<Plan<Op>> {
+    if !table.nat_on(&bridge.name) {
+        return None;
+    }
+    let mut plan = Plan::new();
+    let rest = delete_rules(&mut plan, table, Select::Nat(bridge.name.clone()));
+    tidy_table(&mut plan, &rest);
+    Some(plan)
+}
+
+/// `publish BRIDGE HOSTPORT:CTRPORT --to ADDR`.
+pub fn publish(bridge: &Bridge, port: &Published, table: &Table) -> Result<Plan<Op>, Error> {
+    if !bridge.subnet.contains(port.to) {
+        return Err(Error::usage(format!(
+            "--to {} is not in {}'s subnet {}; give a connected namespace's address (veth-bridge show)",
+            port.to, bridge.name, bridge.subnet
+        )));
+    }
+    if !bridge.leases.list().iter().any(|(a, _)| *a == port.to) {
+        return Err(Error::usage(format!(
+            "no namespace is connected to {} at {}; connect one first (veth-bridge connect {} --netns …)",
+            bridge.name, port.to, bridge.name
+        )));
+    }
+    if let Some(taken) = table
+        .published()
+        .into_iter()
+        .find(|p| p.host_port == port.host_port && p.proto == port.proto)
+    {
+        return Err(Error::usage(format!(
+            "port {}/{} is published already, to {}:{} on {}; unpublish it first (veth-bridge unpublish {} {}/{})",
+            taken.host_port,
+            taken.proto,
+            taken.to,
+            taken.port,
+            taken.bridge,
+            taken.bridge,
+            taken.host_port,
+            taken.proto
+        )));
+    }
+    let mut plan = Plan::new();
+    prepare_table(&mut plan, table, &Chain::ALL);
+    if !table.guarded(&bridge.name) {
+        plan.push(Op::Sysctl {
+            link: bridge.name.clone(),
+            key: "route_localnet",
+            value: 1,
+            why: "a connection to 127.0.0.1:PORT is DNATed to the bridge; the kernel drops packets from 127.0.0.0/8 on any other interface unless route_localnet is on",
+        });
+        plan.push(Op::NftAddRule {
+            chain: Chain::Guard,
+            rule: nft::localnet_rule(&bridge.name),
+            why: "route_localnet alone would also let a container send to the host's 127.0.0.1 services (CVE-2020-8558): drop what arrives on the bridge for 127.0.0.0/8",
+        });
+    }
+    let [prerouting, output, postrouting] = port.rules(&bridge.subnet);
+    plan.push(Op::NftAddRule {
+        chain: prerouting.0,
+        rule: prerouting.1,
+        why: "DNAT in prerouting: a connection arriving for any of the host's addresses on the port goes to the container instead, from other hosts and from containers",
+    });
+    plan.push(Op::NftAddRule {
+        chain: output.0,
+        rule: output.1,
+        why: "the same DNAT in output, for connections the host itself makes (127.0.0.1 too); DNAT in prerouting alone is the classic bug",
+    });
+    plan.push(Op::NftAddRule {
+        chain: postrouting.0,
+        rule: postrouting.1,
+        why: "hairpin: a client on the bridge or on 127.0.0.1 would get the container's reply straight, not through the DNAT, and drop it; masquerading makes the reply come back through the host",
+    });
+    Ok(plan)
+}
+
+/// `unpublish BRIDGE HOSTPORT[/PROTO]`.
+pub fn unpublish(
+    bridge: &Bridge,
+    host_port: u16,
+    proto: Proto,
+    table: &Table,
+) -> Result<Plan<Op>, Error> {
+    let select = Select::Published {
+        bridge: bridge.name.clone(),
+        host_port,
+        proto,
+    };
+    if !table.rules.iter().any(|r| select.matches(r)) {
+        return Err(Error::usage(format!(
+            "port {host_port}/{proto} is not published on {}; see veth-bridge show",
+            bridge.name
+        )));
+    }
+    let mut plan = Plan::new();
+    let rest = delete_rules(&mut plan, table, select);
+    let rest = unguard_if_unpublished(&mut plan, bridge, &rest);
+    tidy_table(&mut plan, &rest);
     Ok(plan)
 }
 
@@ -406,6 +787,11 @@ struct Undo {
     links: Vec<String>,
     lease: Option<(PathBuf, Ipv4Addr)>,
     leases_dir: Option<PathBuf>,
+    /// The comments of the rules added.
+    rules: Vec<String>,
+    table: bool,
+    forwarding: bool,
+    sysctls: Vec<(PathBuf, String)>,
 }
 
 /// Makes a plan's requests; when one fails, deletes the links it made
@@ -415,7 +801,12 @@ pub fn execute(plan: &Plan<Op>, narrator: &Narrator) -> Result<(), Error> {
     let mut inside: Option<(PathBuf, Netlink)> = None;
     let mut leased: Option<Ipv4Addr> = None;
     let mut undo = Undo::default();
+    // Held from the first nft step to the end, undo included.
+    let mut lock: Option<nft::Lock> = None;
     let result = plan.execute(narrator, |op| {
+        if op.is_nft() && lock.is_none() {
+            lock = Some(nft::lock()?);
+        }
         match op {
             Op::AddBridge { name } => {
                 host.add_bridge(name)?;
@@ -476,10 +867,14 @@ pub fn execute(plan: &Plan<Op>, narrator: &Narrator) -> Result<(), Error> {
                 let master = must_exist(&host, bridge)?;
                 host.set_master(index, master)?;
             }
+            Op::SetHairpin { link } => {
+                let index = must_exist(&host, link)?;
+                host.set_hairpin(index)?;
+            }
             Op::AddDefaultRoute { gateway, netns } => {
                 netlink_in(&mut inside, netns)?.add_default_route(*gateway)?;
             }
-            Op::DeleteLink { name } => {
+            Op::DeleteLink { name, .. } => {
                 if let Some(index) = host.link_index(name)? {
                     host.delete_link(index)?;
                 }
@@ -496,6 +891,66 @@ pub fn execute(plan: &Plan<Op>, narrator: &Narrator) -> Result<(), Error> {
                 }
                 Leases::at(dir.clone()).tidy();
             }
+            Op::EnableForwarding => {
+                if !nft::forwarding() {
+                    write_sysctl(Path::new(nft::FORWARDING), "1")?;
+                    undo.forwarding = true;
+                    let mark = nft::forwarding_mark();
+                    std::fs::write(&mark, "")
+                        .map_err(|e| Error::io(format!("write(\"{}\")", mark.display()), &e))?;
+                }
+            }
+            Op::RestoreForwarding => {
+                let mark = nft::forwarding_mark();
+                if mark.exists() {
+                    write_sysctl(Path::new(nft::FORWARDING), "0")?;
+                    let _ = std::fs::remove_file(mark);
+                }
+            }
+            Op::Sysctl {
+                link, key, value, ..
+            } => {
+                let path = PathBuf::from(format!("/proc/sys/net/ipv4/conf/{link}/{key}"));
+                let before = std::fs::read_to_string(&path).unwrap_or_default();
+                write_sysctl(&path, &value.to_string())?;
+                undo.sysctls.push((path, before.trim().to_string()));
+            }
+            Op::NftAddTable => {
+                let existed = nft::list()?.exists;
+                nft::run(&op.nft_command().expect("an nft step"))?;
+                undo.table = !existed;
+            }
+            Op::NftAddChain { .. } => nft::run(&op.nft_command().expect("an nft step"))?,
+            Op::NftAddRule { rule, .. } => {
+                nft::run(&op.nft_command().expect("an nft step"))?;
+                undo.rules.push(comment_of(rule));
+            }
+            Op::NftDeleteRules { select, .. } => {
+                let doomed: Vec<String> = nft::list()?
+                    .rules
+                    .iter()
+                    .filter(|r| select.matches(r))
+                    .map(|r| {
+                        format!(
+                            "delete rule {} {} handle {}",
+                            nft::TABLE,
+                            r.chain.name(),
+                            r.handle
+                        )
+                    })
+                    .collect();
+                if !doomed.is_empty() {
+                    nft::run(&doomed.join("; "))?;
+                }
+            }
+            Op::NftDeleteTableIfEmpty => {
+                let table = nft::list()?;
+                if table.exists && table.rules.is_empty() {
+                    nft::run(&format!("delete table {}", nft::TABLE))?;
+                } else if table.exists {
+                    narrator.note("the table still holds rules of another bridge's; it stays");
+                }
+            }
         }
         Ok(ControlFlow::<()>::Continue(()))
     });
@@ -505,14 +960,62 @@ pub fn execute(plan: &Plan<Op>, narrator: &Narrator) -> Result<(), Error> {
                 let _ = host.delete_link(index);
             }
         }
-        if let Some((dir, addr)) = undo.lease {
+        if let Some((dir, addr)) = undo.lease.clone() {
             let _ = Leases::at(dir).release(addr);
         }
-        if let Some(dir) = undo.leases_dir {
+        if let Some(dir) = undo.leases_dir.clone() {
             Leases::at(dir).tidy();
         }
+        undo_nft(&undo);
     }
+    drop(lock);
     result.map(drop)
+}
+
+/// Takes back the rules, table and settings a failed plan added.
+fn undo_nft(undo: &Undo) {
+    if !undo.rules.is_empty() {
+        if let Ok(table) = nft::list() {
+            let doomed: Vec<String> = table
+                .rules
+                .iter()
+                .filter(|r| undo.rules.contains(&r.comment))
+                .map(|r| {
+                    format!(
+                        "delete rule {} {} handle {}",
+                        nft::TABLE,
+                        r.chain.name(),
+                        r.handle
+                    )
+                })
+                .collect();
+            if !doomed.is_empty() {
+                let _ = nft::run(&doomed.join("; "));
+            }
+        }
+    }
+    if undo.table && nft::list().is_ok_and(|t| t.exists && t.rules.is_empty()) {
+        let _ = nft::run(&format!("delete table {}", nft::TABLE));
+    }
+    for (path, before) in undo.sysctls.iter().rev() {
+        let _ = std::fs::write(path, before);
+    }
+    if undo.forwarding {
+        let _ = std::fs::write(nft::FORWARDING, "0");
+        let _ = std::fs::remove_file(nft::forwarding_mark());
+    }
+}
+
+/// The comment an added rule carries, which names it for undo.
+fn comment_of(rule: &str) -> String {
+    rule.rsplit_once(" comment \"")
+        .map(|(_, c)| c.trim_end_matches('"').to_string())
+        .unwrap_or_default()
+}
+
+fn write_sysctl(path: &Path, value: &str) -> Result<(), Error> {
+    std::fs::write(path, value)
+        .map_err(|e| Error::io(format!("write(\"{}\", \"{value}\")", path.display()), &e))
 }
 
 /// A netlink connection inside `netns`, opened once and reused.
@@ -533,4 +1036,171 @@ fn must_exist(nl: &Netlink, name: &str) -> Result<u32, Error> {
             "no link {name}; it went away while veth-bridge ran"
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A bridge whose leases live in a temporary directory, with one
+    /// namespace connected at .2.
+    fn bridge(dir: &Path) -> Bridge {
+        let subnet = Subnet::parse("10.208.0.0/24").unwrap();
+        let leases = Leases::at(dir.join("ub0"));
+        std::fs::create_dir_all(leases.dir()).unwrap();
+        leases.take(&subnet, None, "vb1").unwrap();
+        Bridge {
+            name: "ub0".into(),
+            index: 7,
+            subnet,
+            leases,
+        }
+    }
+
+    fn port(host_port: u16, to: [u8; 4]) -> Published {
+        Published {
+            bridge: "ub0".into(),
+            host_port,
+            proto: Proto::Tcp,
+            to: to.into(),
+            port: 80,
+        }
+    }
+
+    /// The table after `plan`'s nft adds, as the kernel would list it.
+    fn table_after(plan: &Plan<Op>) -> Table {
+        let mut table = Table::default();
+        for (handle, op) in plan.steps().iter().enumerate() {
+            match op {
+                Op::NftAddTable => table.exists = true,
+                Op::NftAddChain { chain } => table.chains.push(*chain),
+                Op::NftAddRule { chain, rule, .. } => table.rules.push(Rule {
+                    chain: *chain,
+                    handle: handle as u32,
+                    comment: comment_of(rule),
+                }),
+                _ => {}
+            }
+        }
+        table
+    }
+
+    fn nft_steps(plan: &Plan<Op>) -> Vec<String> {
+        plan.steps()
+            .iter()
+            .filter(|op| op.is_nft())
+            .map(Op::by_hand)
+            .collect()
+    }
+
+    #[test]
+    fn the_first_published_port_makes_the_table_the_guard_and_three_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let bridge = bridge(dir.path());
+        let plan = publish(&bridge, &port(8080, [10, 208, 0, 2]), &Table::default()).unwrap();
+        let steps = nft_steps(&plan);
+        assert_eq!(steps[0], "nft add table ip underhood");
+        assert_eq!(steps.iter().filter(|s| s.contains("add chain")).count(), 4);
+        assert_eq!(
+            steps
+                .iter()
+                .filter(|s| s.contains("dnat to 10.208.0.2:80"))
+                .count(),
+            2
+        );
+        assert!(
+            steps
+                .iter()
+                .any(|s| s.contains("ct status dnat masquerade"))
+        );
+        assert!(
+            steps
+                .iter()
+                .any(|s| s.contains("ip daddr 127.0.0.0/8 drop"))
+        );
+        assert!(
+            plan.steps()
+                .iter()
+                .any(|op| matches!(op, Op::Sysctl { value: 1, .. }))
+        );
+
+        // A second port adds its three rules and nothing else.
+        let table = table_after(&plan);
+        let second = publish(&bridge, &port(8443, [10, 208, 0, 2]), &table).unwrap();
+        assert_eq!(nft_steps(&second).len(), 3);
+    }
+
+    #[test]
+    fn a_port_is_published_once_and_only_to_a_connected_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let bridge = bridge(dir.path());
+        let table = table_after(
+            &publish(&bridge, &port(8080, [10, 208, 0, 2]), &Table::default()).unwrap(),
+        );
+        let twice = publish(&bridge, &port(8080, [10, 208, 0, 2]), &table).unwrap_err();
+        assert!(twice.to_string().contains("published already"), "{twice}");
+        for to in [[10, 208, 0, 9], [10, 9, 0, 2]] {
+            let err = publish(&bridge, &port(9000, to), &Table::default()).unwrap_err();
+            assert_eq!(err.code(), 2);
+        }
+    }
+
+    #[test]
+    fn the_last_port_takes_the_guard_and_the_table_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let bridge = bridge(dir.path());
+        let one = publish(&bridge, &port(8080, [10, 208, 0, 2]), &Table::default()).unwrap();
+        let table = table_after(&one);
+        let plan = unpublish(&bridge, 8080, Proto::Tcp, &table).unwrap();
+        let ops = plan.steps();
+        assert!(matches!(&ops[0], Op::NftDeleteRules { handles, .. } if handles.len() == 3));
+        assert!(matches!(&ops[1], Op::Sysctl { value: 0, .. }));
+        assert!(matches!(
+            &ops[2],
+            Op::NftDeleteRules {
+                select: Select::Localnet(_),
+                ..
+            }
+        ));
+        assert!(matches!(&ops[3], Op::NftDeleteTableIfEmpty));
+
+        // With NAT on too, the table stays.
+        let nat = nat_on(&bridge, &table).unwrap();
+        let mut both = table.clone();
+        both.rules
+            .extend(table_after(&nat).rules.into_iter().map(|r| Rule {
+                handle: r.handle + 100,
+                ..r
+            }));
+        let plan = unpublish(&bridge, 8080, Proto::Tcp, &both).unwrap();
+        assert!(
+            !plan
+                .steps()
+                .iter()
+                .any(|op| matches!(op, Op::NftDeleteTableIfEmpty))
+        );
+        assert!(nat_on(&bridge, &both).is_none(), "NAT is on already");
+        assert!(unpublish(&bridge, 9999, Proto::Tcp, &both).is_err());
+    }
+
+    #[test]
+    fn rules_are_picked_by_the_bridge_and_address_in_their_comments() {
+        let rule = |comment: &str| Rule {
+            chain: Chain::Postrouting,
+            handle: 1,
+            comment: comment.into(),
+        };
+        let to = Select::To {
+            bridge: "ub0".into(),
+            addr: Ipv4Addr::new(10, 208, 0, 2),
+        };
+        assert!(to.matches(&rule("ub0 8080/tcp 10.208.0.2:80")));
+        assert!(!to.matches(&rule("ub0 8080/tcp 10.208.0.3:80")));
+        assert!(!to.matches(&rule("ub1 8080/tcp 10.208.0.2:80")));
+        assert!(!to.matches(&rule("ub0 nat")));
+        assert!(Select::Bridge("ub0".into()).matches(&rule("ub0 nat")));
+        assert!(!Select::Bridge("ub0".into()).matches(&rule("ub01 nat")));
+        assert!(Select::Nat("ub0".into()).matches(&rule("ub0 nat")));
+        assert!(!Select::Nat("ub0".into()).matches(&rule("ub0 localnet")));
+    }
 }

@@ -9,6 +9,7 @@ use steps::{Error, Palette};
 
 use crate::alloc::{Leases, STATE_DIR, Subnet};
 use crate::netlink::Netlink;
+use crate::nft::Table;
 
 /// The processes whose network namespace has inode `inode`.
 fn pids_in(inode: u64) -> Vec<u32> {
@@ -27,11 +28,13 @@ fn pids_in(inode: u64) -> Vec<u32> {
 }
 
 /// The table, a bridge and then its ports.
-pub fn render(nl: &Netlink, palette: Palette) -> Result<String, Error> {
+pub fn render(nl: &Netlink, table: &Table, palette: Palette) -> Result<String, Error> {
     let mut names: Vec<String> = std::fs::read_dir(STATE_DIR)
         .map(|d| {
             d.filter_map(Result::ok)
                 .filter_map(|e| e.file_name().to_str().map(String::from))
+                // Not a bridge's: the nft lock and the forwarding mark.
+                .filter(|name| !name.starts_with('.'))
                 .collect()
         })
         .unwrap_or_default();
@@ -59,13 +62,14 @@ pub fn render(nl: &Netlink, palette: Palette) -> Result<String, Error> {
             .unwrap_or_else(|| "no address".into());
         let _ = writeln!(
             out,
-            "{}  {address}  {}",
+            "{}  {address}  {}  nat {}",
             palette.bold(&name),
             if bridge.up {
                 palette.good("up")
             } else {
                 palette.warn("down")
-            }
+            },
+            if table.nat_on(&name) { "on" } else { "off" }
         );
         let leases = Leases::of(&name);
         for port in links.iter().filter(|l| l.master == Some(bridge.index)) {
@@ -92,6 +96,10 @@ pub fn render(nl: &Netlink, palette: Palette) -> Result<String, Error> {
                 None => "another namespace".into(),
             };
             let _ = writeln!(out, "  {:<15} → eth0 {lease:<15} {leads}", port.name);
+        }
+        for p in table.published().iter().filter(|p| p.bridge == name) {
+            let key = format!("{}/{}", p.host_port, p.proto);
+            let _ = writeln!(out, "  published {key:<9} → {}:{}", p.to, p.port);
         }
     }
     Ok(out)
