@@ -373,6 +373,21 @@ pub fn run(command: &str) -> Result<(), Error> {
     )
 }
 
+/// Deletes the table's rules that `doomed` picks, as they are listed
+/// now, in one transaction.
+pub fn delete_rules(doomed: impl Fn(&Rule) -> bool) -> Result<(), Error> {
+    let commands: Vec<String> = list()?
+        .rules
+        .iter()
+        .filter(|r| doomed(r))
+        .map(|r| format!("delete rule {TABLE} {} handle {}", r.chain.name(), r.handle))
+        .collect();
+    if commands.is_empty() {
+        return Ok(());
+    }
+    run(&commands.join("; "))
+}
+
 /// Holds the lock that serialises the toolkit's nftables changes.
 #[derive(Debug)]
 pub struct Lock(#[allow(dead_code)] nix::fcntl::Flock<File>);

@@ -925,24 +925,7 @@ pub fn execute(plan: &Plan<Op>, narrator: &Narrator) -> Result<(), Error> {
                 nft::run(&op.nft_command().expect("an nft step"))?;
                 undo.rules.push(comment_of(rule));
             }
-            Op::NftDeleteRules { select, .. } => {
-                let doomed: Vec<String> = nft::list()?
-                    .rules
-                    .iter()
-                    .filter(|r| select.matches(r))
-                    .map(|r| {
-                        format!(
-                            "delete rule {} {} handle {}",
-                            nft::TABLE,
-                            r.chain.name(),
-                            r.handle
-                        )
-                    })
-                    .collect();
-                if !doomed.is_empty() {
-                    nft::run(&doomed.join("; "))?;
-                }
-            }
+            Op::NftDeleteRules { select, .. } => nft::delete_rules(|r| select.matches(r))?,
             Op::NftDeleteTableIfEmpty => {
                 let table = nft::list()?;
                 if table.exists && table.rules.is_empty() {
@@ -975,24 +958,7 @@ pub fn execute(plan: &Plan<Op>, narrator: &Narrator) -> Result<(), Error> {
 /// Takes back the rules, table and settings a failed plan added.
 fn undo_nft(undo: &Undo) {
     if !undo.rules.is_empty() {
-        if let Ok(table) = nft::list() {
-            let doomed: Vec<String> = table
-                .rules
-                .iter()
-                .filter(|r| undo.rules.contains(&r.comment))
-                .map(|r| {
-                    format!(
-                        "delete rule {} {} handle {}",
-                        nft::TABLE,
-                        r.chain.name(),
-                        r.handle
-                    )
-                })
-                .collect();
-            if !doomed.is_empty() {
-                let _ = nft::run(&doomed.join("; "));
-            }
-        }
+        let _ = nft::delete_rules(|r| undo.rules.contains(&r.comment));
     }
     if undo.table && nft::list().is_ok_and(|t| t.exists && t.rules.is_empty()) {
         let _ = nft::run(&format!("delete table {}", nft::TABLE));
