@@ -97,8 +97,14 @@ impl Sandbox {
             servers: Vec::new(),
         };
         sandbox.netns("host")?;
-        // A host's loopback is up; a new namespace's is not.
+        // A host's loopback is up; a new namespace's is not. And a new
+        // namespace copies ip_forward from the machine's (on where Docker
+        // runs): start from a fresh host's 0.
         ok(sandbox.exec("host", &["ip", "link", "set", "lo", "up"])?)?;
+        ok(sandbox.exec(
+            "host",
+            &["sh", "-c", "echo 0 > /proc/sys/net/ipv4/ip_forward"],
+        )?)?;
         Ok(sandbox)
     }
 
