@@ -31,16 +31,6 @@ fn run(narrator: &Narrator, plan: &steps::Plan<plan::Op>) -> Result<bool, Error>
     Ok(true)
 }
 
-fn need_nft() -> Result<(), Error> {
-    if nft::available() {
-        Ok(())
-    } else {
-        Err(Error::setup(
-            "nft is not installed: install nftables (apt-get install nftables)",
-        ))
-    }
-}
-
 fn go(cli: &Cli, narrator: &Narrator) -> Result<(), Error> {
     match &cli.command {
         Command::Bridge {
@@ -114,7 +104,7 @@ fn go(cli: &Cli, narrator: &Narrator) -> Result<(), Error> {
             };
             match plan {
                 Some(plan) => {
-                    need_nft()?;
+                    nft::require()?;
                     if run(narrator, &plan)? && *state == OnOff::On {
                         println!(
                             "{}: NAT on for {} (nft list table {})",
@@ -142,7 +132,7 @@ fn go(cli: &Cli, narrator: &Narrator) -> Result<(), Error> {
                 .map_err(|_| Error::usage(format!("--to {to:?}: not an IPv4 address")))?;
             let nl = Netlink::open()?;
             let bridge = plan::find_bridge(bridge, &nl)?;
-            need_nft()?;
+            nft::require()?;
             let published = Published {
                 bridge: bridge.name.clone(),
                 host_port,

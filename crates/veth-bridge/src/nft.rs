@@ -251,14 +251,21 @@ impl Table {
     }
 }
 
-/// Whether the `nft` program is installed.
-pub fn available() -> bool {
-    Command::new("nft")
+/// Fails, saying what to install, unless the `nft` program is installed:
+/// asked before a plan that adds rules, since [`list`] takes a missing
+/// `nft` for an empty table.
+pub fn require() -> Result<(), Error> {
+    let installed = Command::new("nft")
         .arg("--version")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .is_ok_and(|s| s.success())
+        .is_ok_and(|s| s.success());
+    if installed {
+        Ok(())
+    } else {
+        Err(missing_nft())
+    }
 }
 
 fn missing_nft() -> Error {

@@ -16,6 +16,10 @@ use crate::alloc::{Leases, Subnet};
 use crate::netlink::Netlink;
 use crate::nft::{self, Chain, Proto, Published, Rule, Table};
 
+/// What to give instead of a namespace that cannot be opened.
+const NETNS_HINT: &str = "give a running process's --pid, a name from ip netns list, \
+                          or a namespace file by its path (./NAME for one here)";
+
 /// A network namespace other than this process's, as a file and as a
 /// learner would name it to `ip`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,8 +44,7 @@ impl Netns {
     fn open(&self) -> Result<File, Error> {
         File::open(&self.path).map_err(|e| {
             Error::usage(format!(
-                "{}: {}; give a running process's --pid, a name from ip netns list, \
-                 or a namespace file by its path (./NAME for one here)",
+                "{}: {}; {NETNS_HINT}",
                 self.path.display(),
                 steps::error::describe_io(&e)
             ))
@@ -404,8 +407,7 @@ pub fn host_end(netns: &Path) -> Result<String, Error> {
     let inode = std::fs::metadata(netns)
         .map_err(|e| {
             Error::usage(format!(
-                "{}: {}; give a running process's --pid, a name from ip netns list, \
-                 or a namespace file by its path (./NAME for one here)",
+                "{}: {}; {NETNS_HINT}",
                 netns.display(),
                 steps::error::describe_io(&e)
             ))
@@ -506,12 +508,12 @@ pub fn connect(
 ) -> Result<Plan<Op>, Error> {
     let host = host_end(&netns.path)?;
     if nl.link_index(&host)?.is_some() {
-        let on = nl
-            .links()?
-            .into_iter()
+        let links = nl.links()?;
+        let on = links
+            .iter()
             .find(|l| l.name == host)
             .and_then(|l| l.master)
-            .and_then(|m| nl.links().ok()?.into_iter().find(|b| b.index == m))
+            .and_then(|m| links.iter().find(|b| b.index == m))
             .map_or(String::new(), |b| format!(" to {}", b.name));
         return Err(Error::usage(format!(
             "{} is connected already{on} (its host end {host} exists); a namespace \
