@@ -37,7 +37,7 @@ fn go(cli: &Cli, narrator: &Narrator) -> Result<ExitCode, Error> {
                     }
                     Ok(steps::process::end_like(report.exit))
                 }
-                Outcome::Created => unreachable!("a run's plan forks"),
+                Outcome::Created { .. } => unreachable!("a run's plan forks"),
             }
         }
         Request::Create { name, limits } => {

@@ -298,3 +298,27 @@ pub fn create_plan(
     );
     Ok(plan)
 }
+
+/// The plan for a cgroup that another process of the toolkit fills and
+/// holds: made with its limits and locked, like a run's, but with no
+/// command. `mini-run` makes its containers' cgroups so.
+pub fn hold_plan(
+    fs: &dyn CgroupFs,
+    name: &Name,
+    limits: &Limits,
+) -> Result<Plan<CgStep>, steps::Error> {
+    fs.check(&limits.controllers())?;
+    let cgroup = fs.layout().cgroup(name);
+    let mut plan = Plan::new();
+    push(&mut plan, Side::Caller, creation(fs, &cgroup, limits, true));
+    Ok(plan)
+}
+
+/// The plan that ends what is left in a cgroup and removes it: the end of
+/// a run's plan, on its own.
+pub fn remove_plan(fs: &dyn CgroupFs, name: &Name) -> Plan<CgStep> {
+    let cgroup = fs.layout().cgroup(name);
+    let mut plan = Plan::new();
+    push(&mut plan, Side::Caller, fs.remove(&cgroup));
+    plan
+}

@@ -52,8 +52,10 @@ pub const SAMPLE_EVERY: Duration = Duration::from_millis(10);
 pub enum Outcome {
     /// The command ended; the cgroup is gone.
     Ended(Box<Report>),
-    /// `create`: the cgroup exists and stays.
-    Created,
+    /// `create`: the cgroup exists and stays. `held`: the lock on it, for
+    /// a plan made by [`crate::plan::hold_plan`]; `cg-limit cleanup` leaves
+    /// the cgroup be while it is held.
+    Created { held: Option<Flock<File>> },
 }
 
 /// Something this run made, to undo if it fails.
@@ -162,7 +164,9 @@ pub fn run(
             // `create`: nothing ran, so nothing was deferred to the
             // command; a signal that came meanwhile takes effect now.
             let _ = executor.supervision.release_in_child();
-            Ok(Outcome::Created)
+            Ok(Outcome::Created {
+                held: executor.lock.take(),
+            })
         }
     }
 }

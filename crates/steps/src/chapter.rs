@@ -48,4 +48,7 @@ chapters! {
     NAT = "NAT and published ports", "network/nat.md";
     NETWORK_MODES = "Host, bridge and none: docker network", "network/modes.md";
     MULTI_HOST = "Across hosts: overlay networks and VXLAN", "network/overlay.md";
+    CONTAINERS = "A container of your own: mini-run", "containers/README.md";
+    CONTAINER_MOUNTS = "The container's filesystem: mounts and pivot_root", "containers/mounts.md";
+    SECURITY = "Security defaults and the escapes they stop", "containers/security.md";
 }

@@ -73,6 +73,13 @@ impl StepArgs {
 /// line — what was wrong and where to look — with exit code 2, instead of
 /// clap's multi-line block. `--help` and `--version` print as usual.
 pub fn parse<P: clap::Parser>(program: &str) -> P {
+    parse_or_exit(program, crate::exit::USAGE)
+}
+
+/// [`parse`], ending with `code` on bad usage: `mini-run` keeps 2 and
+/// every small code for the container's own exit status, as `docker run`
+/// does, and says 125 for its own failures, bad usage included.
+pub fn parse_or_exit<P: clap::Parser>(program: &str, code: u8) -> P {
     match P::try_parse() {
         Ok(parsed) => parsed,
         Err(error) => {
@@ -109,7 +116,7 @@ pub fn parse<P: clap::Parser>(program: &str) -> P {
                 .map(|tip| format!("; {tip}"))
                 .collect::<String>();
             eprintln!("{program}: {first}{tip}; see '{program} --help'");
-            std::process::exit(i32::from(crate::exit::USAGE));
+            std::process::exit(i32::from(code));
         }
     }
 }

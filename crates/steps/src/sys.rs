@@ -41,3 +41,64 @@ pub fn reset_signal(signal: Signal) -> Result<(), Errno> {
 pub fn restore_sigpipe() {
     let _ = reset_signal(Signal::SIGPIPE);
 }
+
+/// `clone()` with namespace flags and no new stack: a `fork()` whose child
+/// starts in new namespaces. One call where `unshare()` then `fork()` would
+/// take two, and the only way to be pid 1 of a new PID namespace without a
+/// process in between: `unshare(CLONE_NEWPID)` moves only the children.
+/// See [clone(2)](https://man7.org/linux/man-pages/man2/clone.2.html).
+pub fn clone_into(namespaces: nix::sched::CloneFlags) -> Result<Fork, Errno> {
+    let flags = namespaces.bits() as libc::c_ulong | libc::SIGCHLD as libc::c_ulong;
+    // SAFETY: without CLONE_VM and with a NULL stack, the raw clone system
+    // call behaves as fork(): the child runs on a copy of this address
+    // space and stack. As for fork() above, our binaries are single-threaded
+    // when they call it, so no lock can be held by a missing thread.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            flags,
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            0 as libc::c_ulong,
+        )
+    };
+    match Errno::result(ret)? {
+        0 => Ok(Fork::Child),
+        pid => Ok(Fork::Parent {
+            child: Pid::from_raw(pid as i32),
+        }),
+    }
+}
+
+/// Marks every descriptor from `first` up close-on-exec, so that `exec`
+/// leaves only stdin, stdout and stderr open: `close_range(first, ~0,
+/// CLOSE_RANGE_CLOEXEC)` (Linux 5.11), else one `fcntl()` per descriptor
+/// listed in `/proc/self/fd`.
+pub fn close_on_exec_from(first: u32) -> Result<(), Errno> {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: close_range only changes flags of this process's
+    // descriptors; it touches no memory.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            libc::c_uint::MAX,
+            CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if ret == 0 {
+        return Ok(());
+    }
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map_err(|_| Errno::ENOENT)?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd >= first as i32)
+        .collect();
+    for fd in fds {
+        // SAFETY: F_SETFD on a descriptor number touches no memory; one
+        // that was closed meanwhile (the directory's own) gives EBADF.
+        let _ = unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    Ok(())
+}

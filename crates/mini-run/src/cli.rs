@@ -1,0 +1,93 @@
+//! The command line: Docker's `run` flags, parsed by clap and then checked
+//! into a [`Container`](crate::container::Container) with no side effect.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use steps::StepArgs;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mini-run",
+    version,
+    about = "docker run, built to be read: a container from namespaces, a cgroup, an overlay root and Docker's security defaults",
+    after_help = "Exit codes: the container's own exit status; 125 when mini-run itself failed \
+                  (bad usage included, as docker run says); 126 when the command cannot be run; \
+                  127 when it is not found. Each step: mini-run run --explain …"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub steps: StepArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a command in a new container, like docker run
+    Run(RunArgs),
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct RunArgs {
+    /// Use this directory as the root filesystem as it is (writes go into it),
+    /// instead of an image
+    #[arg(long, value_name = "DIR", conflicts_with = "image")]
+    pub rootfs: Option<PathBuf>,
+
+    /// Set an environment variable (NAME=VALUE, or NAME to pass on the host's value)
+    #[arg(short = 'e', long = "env", value_name = "NAME[=VALUE]")]
+    pub env: Vec<String>,
+
+    /// The directory the command starts in, inside the container
+    #[arg(short = 'w', long = "workdir", value_name = "DIR")]
+    pub workdir: Option<String>,
+
+    /// Run as this user and group, by number (UID[:GID])
+    #[arg(short = 'u', long = "user", value_name = "UID[:GID]")]
+    pub user: Option<String>,
+
+    /// The container's hostname (default: its short id)
+    #[arg(long = "hostname", value_name = "NAME")]
+    pub hostname: Option<String>,
+
+    /// Memory limit, e.g. 64m or 1g (cgroup memory.max)
+    #[arg(short = 'm', long = "memory", value_name = "SIZE")]
+    pub memory: Option<String>,
+
+    /// CPUs the container may use, e.g. 0.5 (cgroup cpu.max)
+    #[arg(long = "cpus", value_name = "N")]
+    pub cpus: Option<String>,
+
+    /// Most processes the container may have (cgroup pids.max)
+    #[arg(long = "pids-limit", alias = "pids", value_name = "N")]
+    pub pids: Option<String>,
+
+    /// Bind-mount a host directory or file: /host/path:/ctr/path[:ro]
+    #[arg(short = 'v', long = "volume", value_name = "HOST:CTR[:ro]")]
+    pub volumes: Vec<String>,
+
+    /// Network: none (only loopback) or host (the host's own stack)
+    #[arg(
+        long = "network",
+        alias = "net",
+        value_name = "MODE",
+        default_value = "none"
+    )]
+    pub network: String,
+
+    /// Remove the container when it exits (mini-run always does for now:
+    /// there is no ps or rm to find it afterwards)
+    #[arg(long = "rm")]
+    pub remove: bool,
+
+    /// An image imported with overlay-stack import (a directory holding
+    /// image.json); none: the default busybox rootfs
+    #[arg(value_name = "IMAGE")]
+    pub image: Option<PathBuf>,
+
+    /// The command and its arguments (default: the image's, or sh)
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}

@@ -1,0 +1,153 @@
+//! # Paths resolved inside the rootfs
+//!
+//! Before `pivot_root`, mini-run mounts `/proc`, `/dev`, volumes and the
+//! `/etc` files at paths *in the image*. An image is untrusted: its
+//! `/proc` may be a symlink to `/` (or to `../../../etc`), and a mount
+//! made through it would land on the host. So every target is opened with
+//! `openat2(…, RESOLVE_IN_ROOT)`: the kernel resolves the path as if the
+//! rootfs were `/`, every symlink and `..` included, and can never step out
+//! of it. The mount is then made on the descriptor it returned, through
+//! `/proc/self/fd/N`, so nothing can swap the path in between. This is the
+//! fix of runc's CVE-2021-30465 and the class of escapes it closed.
+//! See [openat2(2)](https://man7.org/linux/man-pages/man2/openat2.2.html).
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat, openat2};
+use nix::sys::stat::{Mode, mkdirat};
+use steps::Error;
+
+/// What to make when the target is missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Make {
+    Nothing,
+    Dir,
+    File,
+}
+
+/// A path opened inside a rootfs: the descriptor, and the path through it
+/// that the mount calls take.
+#[derive(Debug)]
+pub struct Opened {
+    pub fd: OwnedFd,
+}
+
+impl Opened {
+    /// `/proc/self/fd/N`: the opened file itself, whatever its path.
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/self/fd/{}", self.fd.as_raw_fd()))
+    }
+}
+
+fn how(flags: OFlag) -> OpenHow {
+    OpenHow::new()
+        .flags(flags | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS)
+}
+
+/// Opens `path` (absolute, inside the container) under `root`, making it
+/// first if it is missing and `make` says so; its parents are made as
+/// directories, each also resolved inside `root`.
+pub fn open(root: &impl AsFd, path: &Path, make: Make) -> Result<Opened, Error> {
+    let call = || {
+        format!(
+            "openat2(rootfs, \"{}\", O_PATH, RESOLVE_IN_ROOT)",
+            path.display()
+        )
+    };
+    match openat2(root.as_fd(), path, how(OFlag::O_PATH)) {
+        Ok(fd) => return Ok(Opened { fd }),
+        Err(Errno::ENOENT) if make != Make::Nothing => {}
+        Err(e) => return Err(Error::sys(call(), e)),
+    }
+    let names: Vec<&std::ffi::OsStr> = path
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(name) => Some(name),
+            _ => None,
+        })
+        .collect();
+    let Some((last, parents)) = names.split_last() else {
+        return Err(Error::sys(call(), Errno::ENOENT));
+    };
+    let mut dir = PathBuf::from("/");
+    for name in parents {
+        let parent = openat2(root.as_fd(), &dir, how(OFlag::O_PATH | OFlag::O_DIRECTORY))
+            .map_err(|e| Error::sys(call(), e))?;
+        match mkdirat(parent.as_fd(), *name, Mode::from_bits_truncate(0o755)) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => {
+                return Err(Error::sys(
+                    format!("mkdirat(\"{}\")", dir.join(name).display()),
+                    e,
+                ));
+            }
+        }
+        dir.push(name);
+    }
+    let parent = openat2(root.as_fd(), &dir, how(OFlag::O_PATH | OFlag::O_DIRECTORY))
+        .map_err(|e| Error::sys(call(), e))?;
+    let made = match make {
+        Make::Dir => mkdirat(parent.as_fd(), *last, Mode::from_bits_truncate(0o755)),
+        // O_NOFOLLOW: a dangling symlink in the image must not make a file
+        // wherever it points.
+        _ => openat(
+            parent.as_fd(),
+            *last,
+            OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o644),
+        )
+        .map(drop),
+    };
+    match made {
+        Ok(()) | Err(Errno::EEXIST) => {}
+        Err(e) => return Err(Error::sys(format!("make \"{}\"", path.display()), e)),
+    }
+    openat2(root.as_fd(), path, how(OFlag::O_PATH))
+        .map(|fd| Opened { fd })
+        .map_err(|e| Error::sys(call(), e))
+}
+
+/// Opens the rootfs directory itself, the root every path resolves in.
+pub fn open_root(dir: &Path) -> Result<OwnedFd, Error> {
+    nix::fcntl::open(
+        dir,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::sys(format!("open(\"{}\", O_PATH)", dir.display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_symlink_to_the_host_root_stays_inside() {
+        let scratch = std::env::temp_dir().join(format!("mini-run-inroot-{}", std::process::id()));
+        let root = scratch.join("root");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::create_dir_all(root.join("tmp")).unwrap();
+        std::os::unix::fs::symlink("/", root.join("proc")).unwrap();
+        std::os::unix::fs::symlink("../../../../tmp", root.join("up")).unwrap();
+        let fd = open_root(&root).unwrap();
+        // /proc → / resolves to the rootfs itself, not the host's /.
+        let opened = open(&fd, Path::new("/proc/etc"), Make::Nothing).unwrap();
+        let real = std::fs::read_link(opened.path()).unwrap();
+        assert_eq!(real, root.join("etc"));
+        // Made through a symlink that climbs out: made inside.
+        let made = open(&fd, Path::new("/up/x/y"), Make::Dir).unwrap();
+        assert_eq!(
+            std::fs::read_link(made.path()).unwrap(),
+            root.join("tmp/x/y")
+        );
+        let file = open(&fd, Path::new("/etc/hosts"), Make::File).unwrap();
+        assert_eq!(
+            std::fs::read_link(file.path()).unwrap(),
+            root.join("etc/hosts")
+        );
+        std::fs::remove_dir_all(&scratch).unwrap();
+    }
+}

@@ -1,0 +1,26 @@
+//! # mini-run
+//!
+//! `docker run`, built to be read. A container is not a thing the kernel
+//! knows: it is an ordinary process that mini-run starts in new
+//! namespaces (ns-unshare), in a cgroup with limits (cg-limit), on an
+//! overlay of an image's layers (overlay-stack), with the mounts, the
+//! `pivot_root` and the security defaults Docker gives every container.
+//! mini-run composes the other tools' libraries and shows each step as the
+//! standalone command or kernel call it is (`--explain`, `--dry-run`).
+//! See the book's part "A container of your own".
+//!
+//! * [`container`] checks the flags into a [`container::Container`];
+//! * [`plan`] turns it into the steps of the caller, the parent and the
+//!   child, which [`run`] executes;
+//! * [`inroot`] resolves mount targets inside the rootfs, never outside;
+//! * [`security`] holds Docker's defaults: capabilities, masked and
+//!   read-only paths;
+//! * [`state`] is a container's id and its directory under `/run`.
+
+pub mod cli;
+pub mod container;
+pub mod inroot;
+pub mod plan;
+pub mod run;
+pub mod security;
+pub mod state;

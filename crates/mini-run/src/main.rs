@@ -1,0 +1,55 @@
+//! `mini-run`: the command line over the library. See `mini-run --help`.
+
+use std::process::ExitCode;
+
+use mini_run::cli::{Cli, Command, RunArgs};
+use mini_run::container::{Container, Root};
+use mini_run::state::Id;
+use mini_run::{plan, run};
+use steps::{Error, Narrator};
+
+fn main() -> ExitCode {
+    steps::sys::restore_sigpipe();
+    let cli: Cli = steps::cli::parse_or_exit("mini-run", steps::exit::SETUP);
+    let narrator = cli.steps.narrator("mini-run");
+    match &cli.command {
+        Command::Run(args) => match go(args, &narrator) {
+            Ok(code) => code,
+            Err(error) => {
+                // Like docker run: every failure of mini-run's own is 125,
+                // so that 1, 2, … always mean the container's command.
+                let code = narrator.report(&error);
+                ExitCode::from(if code == steps::exit::USAGE {
+                    steps::exit::SETUP
+                } else {
+                    code
+                })
+            }
+        },
+    }
+}
+
+fn go(args: &RunArgs, narrator: &Narrator) -> Result<ExitCode, Error> {
+    let container = Container::from_args(args)?;
+    if !nix::unistd::Uid::effective().is_root() && !narrator.is_dry_run() {
+        return Err(Error::setup(
+            "mini-run run needs root for now (namespaces, mounts and cgroups on the host); run it with sudo",
+        ));
+    }
+    let fs = cg_limit::open()?;
+    let default_rootfs = match container.root {
+        Root::Default => {
+            let narrator = Narrator::new("overlay-stack", narrator.mode(), narrator.palette());
+            overlay_stack::rootfs::ensure_default(&narrator)?
+        }
+        _ => overlay_stack::rootfs::default_dir(),
+    };
+    let id = Id::new()?;
+    let plan = plan::run_plan(&container, &id, &*fs, &default_rootfs)?;
+    if narrator.is_dry_run() {
+        let _ = narrator.print_plan(&plan, &mut std::io::stdout().lock());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let exit = run::run(&plan, narrator, &*fs)?;
+    Ok(ExitCode::from(exit.shell_status()))
+}

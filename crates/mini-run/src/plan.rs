@@ -1,0 +1,682 @@
+//! # The plan: `docker run` as a list of calls
+//!
+//! A container is made in three processes' worth of steps. mini-run (the
+//! *caller*) makes the state directory and the cgroup, then `clone()`s the
+//! container's first process straight into new namespaces. From there the
+//! *parent* (mini-run, still on the host) puts the child in its cgroup and
+//! lets it go; the *child* turns its new mount namespace into the
+//! container's filesystem, locks itself down, and becomes the command.
+//! The parent waits, and takes it all down when the command ends.
+//!
+//! Steps that another underhood tool makes are shown as that tool's
+//! command (`cg-limit create …`, `overlay-stack mount …`) and made by its
+//! library: mini-run composes the tools, it does not copy them.
+
+use std::path::{Path, PathBuf};
+
+use caps::Capability;
+use cg_limit::controller::Limits;
+use cg_limit::{CgroupFs, Version};
+use nix::mount::MsFlags;
+use ns_unshare::Namespace;
+use overlay_stack::stack::{Stack, Writable};
+use steps::{Chapter, Error, Plan, Side, Sided, Step, chapter};
+
+use crate::container::{Container, Network, Root};
+use crate::inroot::Make;
+use crate::security;
+use crate::state::{self, Dirs, Id};
+
+/// A mount of a filesystem the kernel makes up (proc, tmpfs, sysfs, …).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub source: &'static str,
+    /// Absolute, inside the container.
+    pub target: PathBuf,
+    pub fstype: &'static str,
+    pub flags: MsFlags,
+    pub data: Option<&'static str>,
+    pub why: &'static str,
+}
+
+/// A bind mount of a host path into the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bind {
+    pub source: PathBuf,
+    /// Absolute, inside the container.
+    pub target: PathBuf,
+    pub read_only: bool,
+    pub make: Make,
+    pub why: &'static str,
+    pub chapter: Chapter,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// Make the container's state directory and hold a lock on it.
+    MakeState {
+        dir: PathBuf,
+    },
+    WriteFile {
+        path: PathBuf,
+        content: String,
+        why: &'static str,
+    },
+    /// The container's cgroup, made and held by cg-limit's library.
+    Cgroup {
+        name: cg_limit::Name,
+        limits: Limits,
+    },
+    /// `clone()` the container's first process into new namespaces.
+    Clone(Vec<Namespace>),
+    /// Parent: move the child into the cgroup, before it runs anything.
+    JoinCgroup {
+        dirs: Vec<PathBuf>,
+    },
+    /// Parent: tell the child to go on.
+    Release,
+    /// Parent: wait for the command, passing signals on.
+    Wait,
+    RemoveCgroup {
+        name: cg_limit::Name,
+    },
+    RemoveState {
+        dir: PathBuf,
+    },
+    /// Child: wait until the parent has set things up from outside.
+    AwaitParent,
+    DeathSignal,
+    Unshare(Vec<Namespace>),
+    SetHostname(String),
+    MakePrivate,
+    /// The overlay root, mounted by overlay-stack's library.
+    Overlay(Stack),
+    /// `--rootfs DIR`: the directory bound onto the mount point.
+    BindRoot {
+        dir: PathBuf,
+        target: PathBuf,
+    },
+    Mount(Mount),
+    Bind(Bind),
+    Symlink {
+        target: &'static str,
+        link: PathBuf,
+    },
+    Mask(&'static str),
+    ReadOnly(&'static str),
+    PivotRoot(PathBuf),
+    DetachOldRoot,
+    DropCapabilities(Vec<Capability>),
+    SetUser {
+        uid: u32,
+        gid: u32,
+    },
+    NoNewPrivileges,
+    Chdir(PathBuf),
+    CloseFds,
+    Exec {
+        argv: Vec<String>,
+        env: Vec<String>,
+    },
+}
+
+/// One step of mini-run's plan: a call and the process that makes it.
+pub type RunStep = Sided<Op>;
+
+fn quoted(path: &Path) -> String {
+    format!("\"{}\"", path.display())
+}
+
+/// `MS_NOSUID|MS_NODEV`: the flags as a C programmer writes them.
+pub fn flag_names(flags: MsFlags) -> String {
+    const NAMES: &[(MsFlags, &str)] = &[
+        (MsFlags::MS_BIND, "MS_BIND"),
+        (MsFlags::MS_REC, "MS_REC"),
+        (MsFlags::MS_REMOUNT, "MS_REMOUNT"),
+        (MsFlags::MS_RDONLY, "MS_RDONLY"),
+        (MsFlags::MS_NOSUID, "MS_NOSUID"),
+        (MsFlags::MS_NODEV, "MS_NODEV"),
+        (MsFlags::MS_NOEXEC, "MS_NOEXEC"),
+        (MsFlags::MS_STRICTATIME, "MS_STRICTATIME"),
+        (MsFlags::MS_PRIVATE, "MS_PRIVATE"),
+    ];
+    let names: Vec<&str> = NAMES
+        .iter()
+        .filter(|(f, _)| flags.contains(*f))
+        .map(|(_, n)| *n)
+        .collect();
+    if names.is_empty() {
+        "0".into()
+    } else {
+        names.join("|")
+    }
+}
+
+/// `--memory 64M --cpus 0.5`: the limits as cg-limit's flags.
+pub fn limit_flags(limits: &Limits) -> String {
+    let mut flags = String::new();
+    if let Some(memory) = limits.memory {
+        flags.push_str(&format!(" --memory {memory}"));
+    }
+    if let Some(cpus) = limits.cpus {
+        flags.push_str(&format!(" --cpus {cpus}"));
+    }
+    if let Some(pids) = limits.pids {
+        flags.push_str(&format!(" --pids {pids}"));
+    }
+    flags
+}
+
+/// `overlay-stack mount --lower … --upper … --work … TARGET`.
+pub fn overlay_command(stack: &Stack) -> String {
+    let mut command = String::from("overlay-stack mount");
+    for lower in &stack.lowers {
+        command.push_str(&format!(" --lower {}", lower.display()));
+    }
+    if let Some(Writable { upper, work }) = &stack.writable {
+        command.push_str(&format!(
+            " --upper {} --work {}",
+            upper.display(),
+            work.display()
+        ));
+    }
+    command.push_str(&format!(" {}", stack.target.display()));
+    command
+}
+
+impl Step for Op {
+    fn call(&self) -> String {
+        match self {
+            Op::MakeState { dir } => format!("mkdir({}, 0700); flock(LOCK_EX)", quoted(dir)),
+            Op::WriteFile { path, content, .. } => {
+                let first = content.lines().next().unwrap_or("");
+                let more = if content.lines().count() > 1 {
+                    "…"
+                } else {
+                    ""
+                };
+                format!("write {} \"{first}{more}\"", quoted(path))
+            }
+            Op::Cgroup { name, limits } => {
+                format!("cg-limit create {name}{}", limit_flags(limits))
+            }
+            Op::Clone(namespaces) => format!(
+                "clone({}|SIGCHLD)",
+                ns_unshare::namespace::flag_names(namespaces)
+            ),
+            Op::JoinCgroup { dirs } => dirs
+                .iter()
+                .map(|d| format!("write {} \"$CHILD\"", quoted(&d.join("cgroup.procs"))))
+                .collect::<Vec<_>>()
+                .join("; "),
+            Op::Release => "write(sync pipe, \"go\")".into(),
+            Op::Wait => "waitpid(child)".into(),
+            Op::RemoveCgroup { name } => format!("cg-limit cleanup {name}"),
+            Op::RemoveState { dir } => format!("rm -r {}", quoted(dir)),
+            Op::AwaitParent => "read(sync pipe)".into(),
+            Op::DeathSignal => "prctl(PR_SET_PDEATHSIG, SIGKILL)".into(),
+            Op::Unshare(namespaces) => {
+                format!("unshare({})", ns_unshare::namespace::flag_names(namespaces))
+            }
+            Op::SetHostname(name) => format!("sethostname(\"{name}\")"),
+            Op::MakePrivate => "mount(\"none\", \"/\", NULL, MS_REC|MS_PRIVATE, NULL)".into(),
+            Op::Overlay(stack) => overlay_command(stack),
+            Op::BindRoot { dir, target } => format!(
+                "mount({}, {}, NULL, MS_BIND|MS_REC, NULL)",
+                quoted(dir),
+                quoted(target)
+            ),
+            Op::Mount(m) => format!(
+                "mount(\"{}\", \"$ROOTFS{}\", \"{}\", {}, {})",
+                m.source,
+                m.target.display(),
+                m.fstype,
+                flag_names(m.flags),
+                m.data.map_or("NULL".into(), |d| format!("\"{d}\""))
+            ),
+            Op::Bind(b) => {
+                let mut call = format!(
+                    "mount({}, \"$ROOTFS{}\", NULL, MS_BIND, NULL)",
+                    quoted(&b.source),
+                    b.target.display()
+                );
+                if b.read_only {
+                    call.push_str(&format!(
+                        "; mount(NULL, \"$ROOTFS{}\", NULL, MS_BIND|MS_REMOUNT|MS_RDONLY, NULL)",
+                        b.target.display()
+                    ));
+                }
+                call
+            }
+            Op::Symlink { target, link } => {
+                format!("symlink(\"{target}\", \"$ROOTFS{}\")", link.display())
+            }
+            Op::Mask(path) => format!(
+                "mount(\"/dev/null\", \"$ROOTFS{path}\", NULL, MS_BIND, NULL) (a directory: an empty read-only tmpfs)"
+            ),
+            Op::ReadOnly(path) => format!(
+                "mount(\"$ROOTFS{path}\", \"$ROOTFS{path}\", NULL, MS_BIND|MS_REC, NULL); mount(NULL, \"$ROOTFS{path}\", NULL, MS_BIND|MS_REMOUNT|MS_RDONLY, NULL)"
+            ),
+            Op::PivotRoot(root) => {
+                format!("chdir({}); pivot_root(\".\", \".\")", quoted(root))
+            }
+            Op::DetachOldRoot => "umount2(\".\", MNT_DETACH); chdir(\"/\")".into(),
+            Op::DropCapabilities(drop) => format!(
+                "prctl(PR_CAPBSET_DROP, cap) for {}; capset(keep Docker's 14)",
+                security::names(drop, 3)
+            ),
+            Op::SetUser { uid, gid } => {
+                format!("setgroups(0, NULL); setgid({gid}); setuid({uid})")
+            }
+            Op::NoNewPrivileges => "prctl(PR_SET_NO_NEW_PRIVS, 1)".into(),
+            Op::Chdir(dir) => format!("chdir({})", quoted(dir)),
+            Op::CloseFds => "fcntl(fd, F_SETFD, FD_CLOEXEC) for every fd above 2".into(),
+            Op::Exec { argv, env } => format!(
+                "execve(\"{}\", [{}], [{} variables])",
+                argv[0],
+                argv.iter()
+                    .map(|a| format!("\"{a}\""))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                env.len()
+            ),
+        }
+    }
+
+    fn why(&self) -> String {
+        match self {
+            Op::MakeState { .. } => "the container's own directory under /run: its upper layer, its root's mount point, its /etc files; the lock says it is in use".into(),
+            Op::WriteFile { why, .. } => (*why).into(),
+            Op::Cgroup { .. } => "every container gets a cgroup, limited or not: it holds the limits, counts what the container uses, and lets mini-run end every process in it".into(),
+            Op::Clone(_) => "the container's first process is born in new namespaces, and is pid 1 in its PID namespace".into(),
+            Op::JoinCgroup { .. } => "the child joins the cgroup before it runs anything, so all it starts is counted and limited".into(),
+            Op::Release => "the cgroup is ready: the child may build the container".into(),
+            Op::Wait => "wait for the container's command and exit with its status; SIGINT, SIGTERM and SIGHUP are passed on to it".into(),
+            Op::RemoveCgroup { .. } => "end whatever is left in the container's cgroup and remove it".into(),
+            Op::RemoveState { .. } => "the upper layer and the /etc files go with the container (as with docker run --rm)".into(),
+            Op::AwaitParent => "wait until the parent has put this process in its cgroup".into(),
+            Op::DeathSignal => "if mini-run dies, the kernel kills the container: nothing is left running unsupervised".into(),
+            Op::Unshare(_) => "a cgroup namespace made inside the cgroup: the container sees its own cgroup as the root of /sys/fs/cgroup and /proc/self/cgroup".into(),
+            Op::SetHostname(_) => "the new UTS namespace gets its own hostname: the container's short id, as Docker's".into(),
+            Op::MakePrivate => "systemd makes / shared; a pivot_root with a shared parent fails with EINVAL, and the container's mounts would show up on the host".into(),
+            Op::Overlay(_) => "the image's layers, read-only, under an upper layer of the container's own: every write is copied up there".into(),
+            Op::BindRoot { .. } => "--rootfs: the directory itself is the root (writes go into it); a bind mount makes it a mount point for pivot_root".into(),
+            Op::Mount(m) => m.why.into(),
+            Op::Bind(b) => b.why.into(),
+            Op::Symlink { .. } => "the standard /dev links a program expects".into(),
+            Op::Mask(_) => "hidden: it would show the host's memory, keys or hardware to the container".into(),
+            Op::ReadOnly(_) => "readable but not writable: these control the whole machine, not the container".into(),
+            Op::PivotRoot(_) => "the rootfs becomes /, and the old root is stacked on top of it, to be detached (chroot would leave the host's root one chroot escape away)".into(),
+            Op::DetachOldRoot => "the host's filesystem is gone from the container's mount namespace".into(),
+            Op::DropCapabilities(_) => "root inside keeps only Docker's default capabilities: no mount, no module loading, no raw devices, no reboot".into(),
+            Op::SetUser { .. } => "run the command as this user and group (-u)".into(),
+            Op::NoNewPrivileges => "no setuid program the container runs can gain privileges".into(),
+            Op::Chdir(_) => "the command starts in its working directory (-w)".into(),
+            Op::CloseFds => "no descriptor of mini-run's leaks into the container (the runc CVE-2024-21626 class: a leaked host directory is a way out)".into(),
+            Op::Exec { .. } => "the container's command replaces this process: it is pid 1".into(),
+        }
+    }
+
+    fn chapter(&self) -> Chapter {
+        match self {
+            Op::Cgroup { .. } | Op::JoinCgroup { .. } | Op::RemoveCgroup { .. } => chapter::CGROUPS,
+            Op::Unshare(_) => chapter::CGROUP,
+            Op::SetHostname(_) => chapter::UTS,
+            Op::Overlay(_) => chapter::COPY_ON_WRITE,
+            Op::MakePrivate
+            | Op::BindRoot { .. }
+            | Op::Mount(_)
+            | Op::Symlink { .. }
+            | Op::PivotRoot(_)
+            | Op::DetachOldRoot => chapter::CONTAINER_MOUNTS,
+            Op::Bind(b) => b.chapter,
+            Op::Mask(_)
+            | Op::ReadOnly(_)
+            | Op::DropCapabilities(_)
+            | Op::NoNewPrivileges
+            | Op::CloseFds => chapter::SECURITY,
+            Op::Clone(_) | Op::Wait | Op::AwaitParent | Op::DeathSignal | Op::Release => {
+                chapter::CONTAINERS
+            }
+            Op::SetUser { .. } => chapter::USER,
+            Op::MakeState { .. }
+            | Op::WriteFile { .. }
+            | Op::RemoveState { .. }
+            | Op::Chdir(_)
+            | Op::Exec { .. } => chapter::CONTAINERS,
+        }
+    }
+}
+
+const NOSUID_NODEV_NOEXEC: MsFlags = MsFlags::MS_NOSUID
+    .union(MsFlags::MS_NODEV)
+    .union(MsFlags::MS_NOEXEC);
+
+/// The filesystems every container gets, in order: `/proc`, a small
+/// `/dev`, `/sys` read-only.
+fn kernel_mounts(version: Version) -> Vec<Mount> {
+    let mount = |source, target: &str, fstype, flags, data, why| Mount {
+        source,
+        target: PathBuf::from(target),
+        fstype,
+        flags,
+        data,
+        why,
+    };
+    let mut mounts = vec![
+        mount(
+            "proc",
+            "/proc",
+            "proc",
+            NOSUID_NODEV_NOEXEC,
+            None,
+            "a proc of the new PID namespace: ps inside shows only the container's processes",
+        ),
+        mount(
+            "tmpfs",
+            "/dev",
+            "tmpfs",
+            MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+            Some("mode=755,size=65536k"),
+            "an empty /dev of the container's own: only the few devices bound below, never the host's disks",
+        ),
+        mount(
+            "devpts",
+            "/dev/pts",
+            "devpts",
+            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+            Some("newinstance,ptmxmode=0666,mode=0620"),
+            "a new instance of devpts: the container's terminals, not the host's",
+        ),
+        mount(
+            "shm",
+            "/dev/shm",
+            "tmpfs",
+            NOSUID_NODEV_NOEXEC,
+            Some("mode=1777,size=65536k"),
+            "POSIX shared memory, private to the container (64 MiB, Docker's default)",
+        ),
+        mount(
+            "mqueue",
+            "/dev/mqueue",
+            "mqueue",
+            NOSUID_NODEV_NOEXEC,
+            None,
+            "POSIX message queues of the new IPC namespace",
+        ),
+        mount(
+            "sysfs",
+            "/sys",
+            "sysfs",
+            NOSUID_NODEV_NOEXEC | MsFlags::MS_RDONLY,
+            None,
+            "/sys read-only: programs read it, but its files configure the host's hardware",
+        ),
+    ];
+    if version == Version::V2 {
+        mounts.push(mount("cgroup", "/sys/fs/cgroup", "cgroup2", NOSUID_NODEV_NOEXEC | MsFlags::MS_RDONLY, None,
+            "the cgroup filesystem, read-only: through the cgroup namespace the container sees its own cgroup as the root"));
+    }
+    mounts
+}
+
+/// The devices of `/dev`, bound from the host's.
+const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+/// The standard links in `/dev`.
+const DEV_LINKS: [(&str, &str); 5] = [
+    ("/proc/self/fd", "/dev/fd"),
+    ("/proc/self/fd/0", "/dev/stdin"),
+    ("/proc/self/fd/1", "/dev/stdout"),
+    ("/proc/self/fd/2", "/dev/stderr"),
+    ("pts/ptmx", "/dev/ptmx"),
+];
+
+/// The namespaces the container's first process is cloned into.
+pub fn namespaces(container: &Container) -> Vec<Namespace> {
+    let mut namespaces = vec![
+        Namespace::Pid,
+        Namespace::Mount,
+        Namespace::Uts,
+        Namespace::Ipc,
+    ];
+    if container.network != Network::Host {
+        namespaces.push(Namespace::Net);
+    }
+    namespaces
+}
+
+/// The stack of the container's root, or `None` for `--rootfs`.
+pub fn stack(container: &Container, dirs: &Dirs, default_rootfs: &Path) -> Option<Stack> {
+    let lowers = match &container.root {
+        Root::Default => vec![default_rootfs.to_path_buf()],
+        Root::Image { lowers, .. } => lowers.clone(),
+        Root::Dir(_) => return None,
+    };
+    Some(Stack {
+        lowers,
+        writable: Some(Writable {
+            upper: dirs.upper(),
+            work: dirs.work(),
+        }),
+        target: dirs.rootfs(),
+        userxattr: false,
+    })
+}
+
+/// The whole plan for `mini-run run`.
+pub fn run_plan(
+    container: &Container,
+    id: &Id,
+    fs: &dyn CgroupFs,
+    default_rootfs: &Path,
+) -> Result<Plan<RunStep>, Error> {
+    let dirs = Dirs::of(id);
+    let hostname = container
+        .hostname
+        .clone()
+        .unwrap_or_else(|| id.short().to_string());
+    let cgroup_name = id.cgroup();
+    fs.check(&container.limits.controllers())?;
+    let cgroup = fs.layout().cgroup(&cgroup_name);
+    let mut plan = Plan::new();
+    let mut push = |side: Side, op: Op| plan.push(Sided { side, op });
+    use Side::{Caller, Child, Parent};
+
+    push(
+        Caller,
+        Op::MakeState {
+            dir: dirs.dir.clone(),
+        },
+    );
+    push(
+        Caller,
+        Op::WriteFile {
+            path: dirs.etc("hostname"),
+            content: format!("{hostname}\n"),
+            why: "the container's /etc/hostname, bound over the image's",
+        },
+    );
+    push(
+        Caller,
+        Op::WriteFile {
+            path: dirs.etc("hosts"),
+            content: state::hosts(&hostname),
+            why: "the container's /etc/hosts: loopback and its own name",
+        },
+    );
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    push(
+        Caller,
+        Op::WriteFile {
+            path: dirs.etc("resolv.conf"),
+            content: state::resolv_conf(&host_resolv),
+            why: "the host's /etc/resolv.conf, without nameservers on loopback: 127.0.0.53 means nothing in another network namespace",
+        },
+    );
+    push(
+        Caller,
+        Op::Cgroup {
+            name: cgroup_name.clone(),
+            limits: container.limits.clone(),
+        },
+    );
+    push(Caller, Op::Clone(namespaces(container)));
+
+    push(
+        Parent,
+        Op::JoinCgroup {
+            dirs: cgroup
+                .distinct_dirs()
+                .iter()
+                .map(|d| d.to_path_buf())
+                .collect(),
+        },
+    );
+    push(Parent, Op::Release);
+
+    push(Child, Op::AwaitParent);
+    push(Child, Op::DeathSignal);
+    push(Child, Op::Unshare(vec![Namespace::Cgroup]));
+    push(Child, Op::SetHostname(hostname));
+    push(Child, Op::MakePrivate);
+    let rootfs = dirs.rootfs();
+    match (stack(container, &dirs, default_rootfs), &container.root) {
+        (Some(stack), _) => push(Child, Op::Overlay(stack)),
+        (None, Root::Dir(dir)) => push(
+            Child,
+            Op::BindRoot {
+                dir: dir.clone(),
+                target: rootfs.clone(),
+            },
+        ),
+        (None, _) => unreachable!("only --rootfs has no stack"),
+    }
+    for mount in kernel_mounts(fs.version()) {
+        push(Child, Op::Mount(mount));
+    }
+    for device in DEVICES {
+        push(
+            Child,
+            Op::Bind(Bind {
+                source: Path::new("/dev").join(device),
+                target: Path::new("/dev").join(device),
+                read_only: false,
+                make: Make::File,
+                why: "a device the container may use, bound from the host's; it cannot make others (no CAP_MKNOD on the host's devices through a new devtmpfs)",
+                chapter: chapter::CONTAINER_MOUNTS,
+            }),
+        );
+    }
+    for (target, link) in DEV_LINKS {
+        push(
+            Child,
+            Op::Symlink {
+                target,
+                link: PathBuf::from(link),
+            },
+        );
+    }
+    for name in ["hostname", "hosts", "resolv.conf"] {
+        push(
+            Child,
+            Op::Bind(Bind {
+                source: dirs.etc(name),
+                target: Path::new("/etc").join(name),
+                read_only: false,
+                make: Make::File,
+                why: "a file of the container's own over the image's, as Docker binds its /etc files",
+                chapter: chapter::CONTAINER_MOUNTS,
+            }),
+        );
+    }
+    for volume in &container.volumes {
+        let make = if volume.source.is_dir() {
+            Make::Dir
+        } else {
+            Make::File
+        };
+        push(
+            Child,
+            Op::Bind(Bind {
+                source: volume.source.clone(),
+                target: volume.target.clone(),
+                read_only: volume.read_only,
+                make,
+                why: "a bind mount (-v): the host's directory itself, shared with the container; its target is resolved inside the rootfs, so an image's symlink cannot point it at the host",
+                chapter: chapter::CONTAINER_MOUNTS,
+            }),
+        );
+    }
+    for path in security::MASKED {
+        push(Child, Op::Mask(path));
+    }
+    for path in security::READ_ONLY {
+        push(Child, Op::ReadOnly(path));
+    }
+    push(Child, Op::PivotRoot(rootfs));
+    push(Child, Op::DetachOldRoot);
+    push(Child, Op::DropCapabilities(security::to_drop()));
+    // The working directory is made and entered as root, before the
+    // switch of user, as Docker does: the user may not write to its parent.
+    push(Child, Op::Chdir(container.workdir.clone()));
+    if let Some(user) = container.user {
+        push(
+            Child,
+            Op::SetUser {
+                uid: user.uid,
+                gid: user.gid,
+            },
+        );
+    }
+    push(Child, Op::NoNewPrivileges);
+    push(Child, Op::CloseFds);
+    push(
+        Child,
+        Op::Exec {
+            argv: container.command.clone(),
+            env: container.env.clone(),
+        },
+    );
+
+    push(Parent, Op::Wait);
+    push(Parent, Op::RemoveCgroup { name: cgroup_name });
+    push(Parent, Op::RemoveState { dir: dirs.dir });
+    Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_read_like_c() {
+        assert_eq!(
+            flag_names(NOSUID_NODEV_NOEXEC),
+            "MS_NOSUID|MS_NODEV|MS_NOEXEC"
+        );
+        assert_eq!(flag_names(MsFlags::empty()), "0");
+    }
+
+    #[test]
+    fn kernel_mounts_put_proc_first_and_cgroup2_only_on_v2() {
+        let v1 = kernel_mounts(Version::V1);
+        assert_eq!(v1[0].target, Path::new("/proc"));
+        assert!(v1.iter().all(|m| m.fstype != "cgroup2"));
+        assert!(
+            kernel_mounts(Version::V2)
+                .iter()
+                .any(|m| m.fstype == "cgroup2")
+        );
+        // /dev is mounted before what goes in it.
+        let dev = v1
+            .iter()
+            .position(|m| m.target == Path::new("/dev"))
+            .unwrap();
+        let pts = v1
+            .iter()
+            .position(|m| m.target == Path::new("/dev/pts"))
+            .unwrap();
+        assert!(dev < pts);
+    }
+}

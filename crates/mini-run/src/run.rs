@@ -1,0 +1,574 @@
+//! The executor: walks the plan and makes each call. After the `clone()`
+//! the parent (mini-run, on the host) and the child (the container's first
+//! process) walk the same plan, each making only its own steps. The child
+//! reports a failure to the parent through a pipe that closes when it
+//! execs; the parent then takes down everything that was made.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use caps::{CapSet, Capability, CapsHashSet};
+use cg_limit::CgroupFs;
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg, OFlag};
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::stat::SFlag;
+use nix::sys::wait::waitpid;
+use nix::unistd::{AccessFlags, Gid, Pid, Uid, pipe2};
+use steps::process::{Exit, Supervision};
+use steps::sys::{Fork, clone_into};
+use steps::{Error, Narrator, Plan, Side, Step};
+
+use crate::inroot::{self, Make};
+use crate::plan::{Op, RunStep};
+use crate::security;
+use crate::state::STATE_DIR;
+
+struct Executor<'a> {
+    narrator: &'a Narrator,
+    fs: &'a dyn CgroupFs,
+    here: Side,
+    supervision: Supervision,
+    child: Option<Pid>,
+    /// Parent: the write end, held until the end (the child sees it close
+    /// if mini-run dies). Child: the read end.
+    sync: Option<File>,
+    /// Parent: the read end of the child's failure report. Child: the
+    /// write end, closed by exec.
+    report: Option<File>,
+    state: Option<(PathBuf, Flock<File>)>,
+    cgroup: Option<(cg_limit::Name, Option<Flock<File>>)>,
+    /// Child: the container's root filesystem, once mounted.
+    root: Option<OwnedFd>,
+    exit: Option<Exit>,
+}
+
+/// Runs the container. Returns in mini-run's own process, with how the
+/// container's command ended; the child becomes the command.
+pub fn run(plan: &Plan<RunStep>, narrator: &Narrator, fs: &dyn CgroupFs) -> Result<Exit, Error> {
+    // Ctrl-C or SIGTERM during set-up must not leave half a container:
+    // they wait, blocked, until just before the clone, which then stops;
+    // after it they are passed on to the container.
+    let supervision = Supervision::start().map_err(|e| Error::sys("sigprocmask", e))?;
+    let mut executor = Executor {
+        narrator,
+        fs,
+        here: Side::Caller,
+        supervision,
+        child: None,
+        sync: None,
+        report: None,
+        state: None,
+        cgroup: None,
+        root: None,
+        exit: None,
+    };
+    for (index, step) in plan.steps().iter().enumerate() {
+        if step.side.is_other_than(executor.here) {
+            continue;
+        }
+        narrator.announce(index, plan.len(), step);
+        if let Err(error) = executor.execute(step) {
+            return Err(executor.fail(error));
+        }
+    }
+    Ok(executor.exit.expect("the plan waits for the container"))
+}
+
+/// A narrator for another tool's steps, in the same mode as mini-run's.
+fn narrator_for(program: &'static str, narrator: &Narrator) -> Narrator {
+    Narrator::new(program, narrator.mode(), narrator.palette())
+}
+
+impl Executor<'_> {
+    fn execute(&mut self, step: &RunStep) -> Result<(), Error> {
+        let call = || step.call();
+        let sys = |e: Errno| Error::sys(step.call(), e);
+        match &step.op {
+            Op::MakeState { dir } => self.make_state(dir)?,
+            Op::WriteFile { path, content, .. } => {
+                std::fs::write(path, content).map_err(|e| Error::io(call(), &e))?
+            }
+            Op::Cgroup { name, limits } => {
+                let plan = cg_limit::plan::hold_plan(self.fs, name, limits)?;
+                let cgroup = self.fs.layout().cgroup(name);
+                let narrator = narrator_for("cg-limit", self.narrator);
+                match cg_limit::run::run(&plan, &narrator, self.fs, &cgroup)? {
+                    cg_limit::run::Outcome::Created { held } => {
+                        self.cgroup = Some((name.clone(), held))
+                    }
+                    cg_limit::run::Outcome::Ended(_) => unreachable!("the plan runs nothing"),
+                }
+            }
+            Op::Clone(namespaces) => self.clone(namespaces, call)?,
+            Op::JoinCgroup { dirs } => {
+                let child = self.child.expect("cloned").to_string();
+                for dir in dirs {
+                    cg_limit::cgfs::write(&dir.join("cgroup.procs"), &child).map_err(sys)?;
+                }
+            }
+            Op::Release => {
+                let sync = self.sync.as_mut().expect("cloned");
+                sync.write_all(b"g").map_err(|e| Error::io(call(), &e))?;
+            }
+            Op::Wait => self.wait()?,
+            Op::RemoveCgroup { .. } => self.remove_cgroup()?,
+            Op::RemoveState { .. } => self.remove_state(),
+            Op::AwaitParent => {
+                let mut byte = [0u8; 1];
+                let sync = self.sync.as_mut().expect("cloned");
+                if sync.read(&mut byte).unwrap_or(0) != 1 {
+                    // mini-run failed before it let us go; it cleans up.
+                    std::process::exit(i32::from(steps::exit::SETUP));
+                }
+            }
+            Op::DeathSignal => {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(sys)?;
+                // mini-run may have died before the prctl: its end of the
+                // sync pipe is closed then.
+                let sync = self.sync.as_ref().expect("cloned");
+                let mut fds = [PollFd::new(sync.as_fd(), PollFlags::POLLIN)];
+                if matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0) {
+                    std::process::exit(i32::from(steps::exit::SETUP));
+                }
+            }
+            Op::Unshare(namespaces) => {
+                let flags = namespaces
+                    .iter()
+                    .fold(nix::sched::CloneFlags::empty(), |f, n| f | n.flag());
+                nix::sched::unshare(flags).map_err(sys)?;
+            }
+            Op::SetHostname(name) => nix::unistd::sethostname(name).map_err(sys)?,
+            Op::MakePrivate => mount(
+                Some("none"),
+                "/",
+                None::<&str>,
+                MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                None::<&str>,
+            )
+            .map_err(sys)?,
+            Op::Overlay(stack) => {
+                let make = [
+                    stack.target.clone(),
+                    stack.writable.as_ref().expect("writable").upper.clone(),
+                    stack.writable.as_ref().expect("writable").work.clone(),
+                ];
+                let plan = overlay_stack::plan::mount_plan(stack, &make);
+                let narrator = narrator_for("overlay-stack", self.narrator);
+                overlay_stack::plan::execute(&plan, Some(stack), &narrator)?;
+                self.root = Some(inroot::open_root(&stack.target)?);
+            }
+            Op::BindRoot { dir, target } => {
+                std::fs::create_dir_all(target).map_err(|e| Error::io(call(), &e))?;
+                mount(
+                    Some(dir.as_path()),
+                    target.as_path(),
+                    None::<&str>,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    None::<&str>,
+                )
+                .map_err(sys)?;
+                self.root = Some(inroot::open_root(target)?);
+            }
+            Op::Mount(m) => {
+                let target = inroot::open(self.root(), &m.target, Make::Dir)?;
+                mount(
+                    Some(m.source),
+                    &target.path(),
+                    Some(m.fstype),
+                    m.flags,
+                    m.data,
+                )
+                .map_err(|e| mount_error(call(), e, m.fstype))?;
+            }
+            Op::Bind(b) => {
+                let target = inroot::open(self.root(), &b.target, b.make)?;
+                mount(
+                    Some(b.source.as_path()),
+                    &target.path(),
+                    None::<&str>,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    None::<&str>,
+                )
+                .map_err(sys)?;
+                if b.read_only {
+                    self.remount_read_only(&b.target, MsFlags::empty(), call)?;
+                }
+            }
+            Op::Symlink { target, link } => {
+                let parent = link.parent().unwrap_or(Path::new("/"));
+                let dir = inroot::open(self.root(), parent, Make::Dir)?;
+                let name = link.file_name().expect("a link has a name");
+                // An O_PATH descriptor cannot be a dirfd for symlinkat:
+                // go through /proc/self/fd, which names the same directory.
+                let dir_fd = nix::fcntl::open(
+                    &dir.path(),
+                    OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+                    nix::sys::stat::Mode::empty(),
+                )
+                .map_err(sys)?;
+                match nix::unistd::symlinkat(*target, dir_fd.as_fd(), name) {
+                    Ok(()) | Err(Errno::EEXIST) => {}
+                    Err(e) => return Err(sys(e)),
+                }
+            }
+            Op::Mask(path) => {
+                let target = match inroot::open(self.root(), Path::new(path), Make::Nothing) {
+                    Ok(target) => target,
+                    // Not every kernel has every one of them.
+                    Err(_) => return Ok(()),
+                };
+                let stat = nix::sys::stat::fstat(target.fd.as_fd()).map_err(sys)?;
+                let is_dir =
+                    SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR;
+                if is_dir {
+                    mount(
+                        Some("tmpfs"),
+                        &target.path(),
+                        Some("tmpfs"),
+                        MsFlags::MS_RDONLY,
+                        Some("size=0"),
+                    )
+                    .map_err(sys)?;
+                } else {
+                    mount(
+                        Some("/dev/null"),
+                        &target.path(),
+                        None::<&str>,
+                        MsFlags::MS_BIND,
+                        None::<&str>,
+                    )
+                    .map_err(sys)?;
+                }
+            }
+            Op::ReadOnly(path) => {
+                let target = match inroot::open(self.root(), Path::new(path), Make::Nothing) {
+                    Ok(target) => target,
+                    Err(_) => return Ok(()),
+                };
+                mount(
+                    Some(&target.path()),
+                    &target.path(),
+                    None::<&str>,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    None::<&str>,
+                )
+                .map_err(sys)?;
+                let proc_flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+                self.remount_read_only(Path::new(path), proc_flags, call)?;
+            }
+            Op::PivotRoot(root) => {
+                // The descriptor of the old view of the rootfs must not
+                // outlive the pivot.
+                self.root = None;
+                nix::unistd::chdir(root.as_path()).map_err(sys)?;
+                nix::unistd::pivot_root(".", ".").map_err(sys)?;
+            }
+            Op::DetachOldRoot => {
+                umount2(".", MntFlags::MNT_DETACH).map_err(sys)?;
+                nix::unistd::chdir("/").map_err(sys)?;
+            }
+            Op::DropCapabilities(drop) => {
+                drop_capabilities(drop).map_err(|e| Error::setup(format!("{}: {e}", call())))?
+            }
+            Op::SetUser { uid, gid } => {
+                nix::unistd::setgroups(&[]).map_err(sys)?;
+                nix::unistd::setgid(Gid::from_raw(*gid)).map_err(sys)?;
+                nix::unistd::setuid(Uid::from_raw(*uid)).map_err(sys)?;
+            }
+            Op::NoNewPrivileges => nix::sys::prctl::set_no_new_privs().map_err(sys)?,
+            Op::Chdir(dir) => {
+                // Docker makes a missing working directory.
+                let _ = std::fs::create_dir_all(dir);
+                nix::unistd::chdir(dir.as_path()).map_err(|e| {
+                    Error::sys(call(), e).hint("-w names the directory inside the container")
+                })?;
+            }
+            Op::CloseFds => steps::sys::close_on_exec_from(3).map_err(sys)?,
+            Op::Exec { argv, env } => return Err(self.exec(argv, env)),
+        }
+        Ok(())
+    }
+
+    fn root(&self) -> &OwnedFd {
+        self.root.as_ref().expect("the plan mounts the root first")
+    }
+
+    fn remount_read_only(
+        &self,
+        target: &Path,
+        keep: MsFlags,
+        call: impl Fn() -> String,
+    ) -> Result<(), Error> {
+        // Opened again: the first descriptor is of what the bind covers.
+        let top = inroot::open(self.root(), target, Make::Nothing)?;
+        mount(
+            None::<&str>,
+            &top.path(),
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | keep,
+            None::<&str>,
+        )
+        .map_err(|e| Error::sys(call(), e))
+    }
+
+    fn make_state(&mut self, dir: &Path) -> Result<(), Error> {
+        let call = || format!("mkdir(\"{}\", 0700)", dir.display());
+        // A container that ends now may remove the parent between our two
+        // mkdirs: make it again.
+        let mut tries = 0;
+        loop {
+            std::fs::create_dir_all(STATE_DIR).map_err(|e| Error::io(call(), &e))?;
+            match std::fs::create_dir(dir) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 5 => tries += 1,
+                Err(e) => return Err(Error::io(call(), &e)),
+            }
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+        let file = File::open(dir).map_err(|e| Error::io(call(), &e))?;
+        let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, e)| Error::sys(format!("flock(\"{}\")", dir.display()), e))?;
+        self.state = Some((dir.to_path_buf(), lock));
+        Ok(())
+    }
+
+    fn clone(
+        &mut self,
+        namespaces: &[ns_unshare::Namespace],
+        call: impl Fn() -> String,
+    ) -> Result<(), Error> {
+        if let Some(signal) = self
+            .supervision
+            .take_pending()
+            .map_err(|e| Error::sys("signalfd", e))?
+        {
+            return Err(Error::with_code(
+                format!("{signal} arrived before the container started; it was not run"),
+                128 + signal as u8,
+            ));
+        }
+        let (sync_read, sync_write) =
+            pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("pipe2", e))?;
+        let (report_read, report_write) =
+            pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("pipe2", e))?;
+        let flags = namespaces
+            .iter()
+            .fold(nix::sched::CloneFlags::empty(), |f, n| f | n.flag());
+        match clone_into(flags).map_err(|e| Error::sys(call(), e))? {
+            Fork::Parent { child } => {
+                self.here = Side::Parent;
+                self.child = Some(child);
+                self.sync = Some(File::from(sync_write));
+                self.report = Some(File::from(report_read));
+            }
+            Fork::Child => {
+                self.here = Side::Child;
+                // The locks belong to mini-run; the child's copies of the
+                // descriptors go, so a killed mini-run frees them.
+                self.state = None;
+                self.cgroup = None;
+                self.sync = Some(File::from(sync_read));
+                self.report = Some(File::from(report_write));
+            }
+        }
+        Ok(())
+    }
+
+    fn wait(&mut self) -> Result<(), Error> {
+        let child = self.child.expect("cloned");
+        // The child either reports why it could not run the command, or
+        // execs, which closes its end of the pipe.
+        let mut report = String::new();
+        if let Some(mut pipe) = self.report.take() {
+            let _ = pipe.read_to_string(&mut report);
+        }
+        if !report.is_empty() {
+            let _ = waitpid(child, None);
+            self.child = None;
+            let (code, message) = report.split_once('\n').unwrap_or(("125", &report));
+            return Err(Error::with_code(
+                message,
+                code.parse().unwrap_or(steps::exit::SETUP),
+            ));
+        }
+        let narrator = self.narrator;
+        let exit = self
+            .supervision
+            .wait(child, true, |signal| {
+                narrator.note(&format!("passing {} on to the container", signal.as_str()))
+            })
+            .map_err(|e| Error::sys("waitpid(child)", e))?;
+        self.child = None;
+        self.sync = None;
+        narrator.note(&format!("the container {exit}"));
+        self.exit = Some(exit);
+        Ok(())
+    }
+
+    fn remove_cgroup(&mut self) -> Result<(), Error> {
+        let Some((name, held)) = self.cgroup.take() else {
+            return Ok(());
+        };
+        drop(held);
+        let plan = cg_limit::plan::remove_plan(self.fs, &name);
+        let cgroup = self.fs.layout().cgroup(&name);
+        let narrator = narrator_for("cg-limit", self.narrator);
+        cg_limit::run::run(&plan, &narrator, self.fs, &cgroup)?;
+        Ok(())
+    }
+
+    fn remove_state(&mut self) {
+        let Some((dir, _lock)) = self.state.take() else {
+            return;
+        };
+        remove_state_dir(&dir);
+    }
+
+    /// Replaces this process with the command; returns only the error.
+    fn exec(&mut self, argv: &[String], env: &[String]) -> Error {
+        let path_var = env
+            .iter()
+            .find_map(|e| e.strip_prefix("PATH="))
+            .unwrap_or(crate::container::DEFAULT_PATH);
+        let program = match find_program(&argv[0], path_var) {
+            Ok(program) => program,
+            Err(errno) => return exec_error(&argv[0], errno, path_var),
+        };
+        let cstrings = |list: &[String]| {
+            list.iter()
+                .map(|s| CString::new(s.as_bytes()))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let (Ok(args), Ok(vars), Ok(path)) = (
+            cstrings(argv),
+            cstrings(env),
+            CString::new(program.as_os_str().as_encoded_bytes()),
+        ) else {
+            return Error::usage("an argument or variable contains a NUL byte");
+        };
+        if let Err(e) = self.supervision.release_in_child() {
+            return Error::sys("sigprocmask", e);
+        }
+        let errno = nix::unistd::execve(&path, &args, &vars).unwrap_err();
+        exec_error(&argv[0], errno, path_var)
+    }
+
+    /// Undoes what was made and gives back the error. In the child, the
+    /// error goes to the parent instead, which undoes.
+    fn fail(&mut self, error: Error) -> Error {
+        if self.here == Side::Child {
+            if let Some(mut pipe) = self.report.take() {
+                let _ = pipe.write_all(format!("{}\n{error}", error.code()).as_bytes());
+            }
+            std::process::exit(i32::from(error.code()));
+        }
+        if let Some(child) = self.child.take() {
+            let _ = kill(child, Signal::SIGKILL);
+            let _ = waitpid(child, None);
+        }
+        self.sync = None;
+        let _ = self.remove_cgroup();
+        self.remove_state();
+        self.narrator
+            .note("undid what was made; nothing is left behind");
+        error
+    }
+}
+
+/// Removes a container's state directory, and the directories above it
+/// once they are empty.
+pub fn remove_state_dir(dir: &Path) {
+    let _ = std::fs::remove_dir_all(dir);
+    let links = overlay_stack::plan::links_dir(&dir.join("rootfs"));
+    if links.exists() {
+        let _ = std::fs::remove_dir_all(&links);
+        let _ = std::fs::remove_dir(links.parent().unwrap_or(&links));
+    }
+    let containers = Path::new(STATE_DIR);
+    if std::fs::remove_dir(containers).is_ok() {
+        let _ = std::fs::remove_dir(containers.parent().unwrap_or(containers));
+    }
+}
+
+/// Keeps Docker's capabilities and drops the rest: from the bounding set
+/// (so no exec can gain them back), and from the sets the process holds.
+fn drop_capabilities(drop: &[Capability]) -> Result<(), caps::errors::CapsError> {
+    for cap in drop {
+        caps::drop(None, CapSet::Bounding, *cap)?;
+    }
+    caps::clear(None, CapSet::Ambient)?;
+    caps::clear(None, CapSet::Inheritable)?;
+    let keep: CapsHashSet = security::DEFAULT_CAPABILITIES.into_iter().collect();
+    let effective: CapsHashSet = caps::read(None, CapSet::Effective)?
+        .intersection(&keep)
+        .copied()
+        .collect();
+    caps::set(None, CapSet::Effective, &effective)?;
+    caps::set(None, CapSet::Permitted, &effective)?;
+    Ok(())
+}
+
+/// The program `name` names, searched in the container's `$PATH` as a
+/// shell would.
+fn find_program(name: &str, path_var: &str) -> Result<PathBuf, Errno> {
+    if name.contains('/') {
+        return Ok(PathBuf::from(name));
+    }
+    let mut found = Errno::ENOENT;
+    for dir in path_var.split(':').filter(|d| !d.is_empty()) {
+        let candidate = Path::new(dir).join(name);
+        match std::fs::metadata(&candidate) {
+            Ok(meta) if meta.is_file() => {
+                match nix::unistd::access(&candidate, AccessFlags::X_OK) {
+                    Ok(()) => return Ok(candidate),
+                    Err(e) => found = e,
+                }
+            }
+            _ => {}
+        }
+    }
+    Err(found)
+}
+
+/// Docker's exit codes: 127 when the command is not found, 126 when it
+/// cannot be run.
+fn exec_error(program: &str, errno: Errno, path_var: &str) -> Error {
+    let in_path = if program.contains('/') {
+        String::new()
+    } else {
+        format!(" in the container's $PATH ({path_var})")
+    };
+    match errno {
+        Errno::ENOENT => Error::with_code(
+            format!(
+                "exec \"{program}\": not found{in_path}; check the name, and that the image has it"
+            ),
+            steps::exit::NOT_FOUND,
+        ),
+        _ => Error::with_code(
+            format!(
+                "exec \"{program}\": {}; the file must be a program or a script with #!, with execute permission",
+                steps::error::describe(errno)
+            ),
+            steps::exit::NOT_EXECUTABLE,
+        ),
+    }
+}
+
+fn mount_error(call: String, errno: Errno, fstype: &str) -> Error {
+    let error = Error::sys(call, errno);
+    match (errno, fstype) {
+        (Errno::EPERM, "sysfs") => error.hint(
+            "sysfs can be mounted only in a network namespace of one's own, or as root on the host's",
+        ),
+        (Errno::ENODEV, _) => error.hint(format!("this kernel has no {fstype} filesystem")),
+        _ => error,
+    }
+}
