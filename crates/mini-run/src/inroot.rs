@@ -51,6 +51,36 @@ fn how(flags: OFlag) -> OpenHow {
 /// first if it is missing and `make` says so; its parents are made as
 /// directories, each also resolved inside `root`.
 pub fn open(root: &impl AsFd, path: &Path, make: Make) -> Result<Opened, Error> {
+    open_following(root, path, make, 0)
+}
+
+/// How many symlinks a missing target may lead through, as the kernel's
+/// own limit for one path.
+const MOST_LINKS: usize = 40;
+
+/// The path with `.` and `..` taken out, never above `/`: how
+/// `RESOLVE_IN_ROOT` treats a `..` at the root.
+fn normal(path: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for component in path.components() {
+        match component {
+            Component::Normal(name) => out.push(name),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn open_following(
+    root: &impl AsFd,
+    path: &Path,
+    make: Make,
+    links: usize,
+) -> Result<Opened, Error> {
+    let path = &normal(path);
     let call = || {
         format!(
             "openat2(rootfs, \"{}\", O_PATH, RESOLVE_IN_ROOT)",
@@ -103,6 +133,15 @@ pub fn open(root: &impl AsFd, path: &Path, make: Make) -> Result<Opened, Error> 
     };
     match made {
         Ok(()) | Err(Errno::EEXIST) => {}
+        // The name is a symlink that leads to nothing yet (an image's
+        // /etc/resolv.conf → ../run/…, say): make what it points to,
+        // resolved inside the root like everything else.
+        Err(Errno::ELOOP) if links < MOST_LINKS => {
+            let target = nix::fcntl::readlinkat(parent.as_fd(), *last)
+                .map_err(|e| Error::sys(format!("readlink(\"{}\")", path.display()), e))?;
+            let next = dir.join(PathBuf::from(target));
+            return open_following(root, &next, make, links + 1);
+        }
         Err(e) => return Err(Error::sys(format!("make \"{}\"", path.display()), e)),
     }
     openat2(root.as_fd(), path, how(OFlag::O_PATH))
@@ -147,6 +186,13 @@ mod tests {
         assert_eq!(
             std::fs::read_link(file.path()).unwrap(),
             root.join("etc/hosts")
+        );
+        // A dangling link: what it names is made, inside.
+        std::os::unix::fs::symlink("../../run/stub.conf", root.join("etc/resolv.conf")).unwrap();
+        let made = open(&fd, Path::new("/etc/resolv.conf"), Make::File).unwrap();
+        assert_eq!(
+            std::fs::read_link(made.path()).unwrap(),
+            root.join("run/stub.conf")
         );
         std::fs::remove_dir_all(&scratch).unwrap();
     }

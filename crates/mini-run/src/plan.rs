@@ -236,7 +236,7 @@ impl Step for Op {
             ),
             Op::Bind(b) => {
                 let mut call = format!(
-                    "mount({}, \"$ROOTFS{}\", NULL, MS_BIND, NULL)",
+                    "mount({}, \"$ROOTFS{}\", NULL, MS_BIND|MS_REC, NULL)",
                     quoted(&b.source),
                     b.target.display()
                 );
@@ -262,7 +262,7 @@ impl Step for Op {
             }
             Op::DetachOldRoot => "umount2(\".\", MNT_DETACH); chdir(\"/\")".into(),
             Op::DropCapabilities(drop) => format!(
-                "prctl(PR_CAPBSET_DROP, cap) for {}; capset(keep Docker's 14)",
+                "prctl(PR_CAPBSET_DROP, cap) for {}; capset(keep Docker's defaults)",
                 security::names(drop, 3)
             ),
             Op::SetUser { uid, gid } => {
@@ -308,7 +308,7 @@ impl Step for Op {
             Op::ReadOnly(_) => "readable but not writable: these control the whole machine, not the container".into(),
             Op::PivotRoot(_) => "the rootfs becomes /, and the old root is stacked on top of it, to be detached (chroot would leave the host's root one chroot escape away)".into(),
             Op::DetachOldRoot => "the host's filesystem is gone from the container's mount namespace".into(),
-            Op::DropCapabilities(_) => "root inside keeps only Docker's default capabilities: no mount, no module loading, no raw devices, no reboot".into(),
+            Op::DropCapabilities(_) => "root inside keeps only Docker's default capabilities, less CAP_MKNOD: no mount, no module loading, no device nodes, no reboot".into(),
             Op::SetUser { .. } => "run the command as this user and group (-u)".into(),
             Op::NoNewPrivileges => "no setuid program the container runs can gain privileges".into(),
             Op::Chdir(_) => "the command starts in its working directory (-w)".into(),
@@ -563,7 +563,7 @@ pub fn run_plan(
                 target: Path::new("/dev").join(device),
                 read_only: false,
                 make: Make::File,
-                why: "a device the container may use, bound from the host's; it cannot make others (no CAP_MKNOD on the host's devices through a new devtmpfs)",
+                why: "a device the container may use, bound from the host's; it can make no others (CAP_MKNOD is dropped)",
                 chapter: chapter::CONTAINER_MOUNTS,
             }),
         );

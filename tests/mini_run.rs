@@ -1,0 +1,450 @@
+//! `mini-run run` against the real kernel: what a learner observes inside
+//! a container (pid 1, its hostname, its mounts, Docker's capabilities,
+//! masked and read-only /proc), the exit codes docker run gives, limits
+//! that bite (an OOM kill), bind mounts, an image whose symlinks try to
+//! aim mini-run's writes at the host, signals passed on — and, after every
+//! run, that the container left nothing: no state directory, no cgroup.
+//! Every container prints its hostname (its short id) first, so a test
+//! can look for what that one container might have left.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+
+use support::{
+    Failed, Requirement::*, Suite, cmd, describe, ensure, ensure_eq, run_for, scratch, spawn_group,
+    stderr, stdout,
+};
+
+const NEEDS: &[support::Requirement] = &[Root, Busybox, Overlayfs];
+
+fn main() {
+    support::bin("mini-run");
+    let mut suite = Suite::new();
+    suite.test(
+        "the_command_is_pid_1_with_the_short_id_as_hostname",
+        NEEDS,
+        pid_1,
+    );
+    suite.test("exit_codes_are_docker_run_s", NEEDS, exit_codes);
+    suite.test("a_memory_limit_bites_with_an_oom_kill", NEEDS, oom_kill);
+    suite.test("the_root_is_the_overlay_after_pivot_root", NEEDS, mounts);
+    suite.test("docker_s_security_defaults_hold", NEEDS, security);
+    suite.test("env_workdir_and_user", NEEDS, env_workdir_user);
+    suite.test("bind_mounts_share_and_ro_refuses_writes", NEEDS, volumes);
+    suite.test(
+        "an_image_symlink_cannot_aim_a_write_at_the_host",
+        NEEDS,
+        symlinked_etc,
+    );
+    suite.test(
+        "sigterm_reaches_the_container_and_its_status_is_returned",
+        NEEDS,
+        sigterm,
+    );
+    suite.test("dry_run_makes_nothing", &[Busybox], dry_run);
+    suite.run()
+}
+
+/// `mini-run run ARGS…`, given a minute (the first run builds the rootfs).
+fn mini_run(args: &[&str]) -> Result<Output, Failed> {
+    run_for(cmd("mini-run").arg("run").args(args), 60)
+}
+
+/// Runs `script` in a default container after `args`; the container
+/// prints its hostname first, and the test fails if it left anything.
+fn container(args: &[&str], script: &str) -> Result<(Output, Vec<String>), Failed> {
+    let script = format!("hostname; {script}");
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--", "sh", "-c", &script]);
+    let out = mini_run(&all)?;
+    let lines: Vec<String> = stdout(&out).lines().map(String::from).collect();
+    if let Some(id) = lines.first() {
+        left_nothing(id)?;
+    }
+    Ok((out, lines.into_iter().skip(1).collect()))
+}
+
+/// The cgroup directories named after the container, in any hierarchy.
+fn cgroups_named(name: &str) -> Vec<PathBuf> {
+    fn walk(dir: &Path, name: &str, depth: usize, found: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                if entry.file_name().to_string_lossy() == name {
+                    found.push(path.clone());
+                }
+                if depth > 0 {
+                    walk(&path, name, depth - 1, found);
+                }
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(Path::new("/sys/fs/cgroup"), name, 6, &mut found);
+    found
+}
+
+/// Checks that the container with this short id left no state directory
+/// and no cgroup.
+fn left_nothing(id: &str) -> Result<(), Failed> {
+    ensure(
+        id.len() == 12 && id.chars().all(|c| c.is_ascii_hexdigit()),
+        format!("the first line should be the container's short id, got {id:?}"),
+    )?;
+    let states: Vec<String> = std::fs::read_dir("/run/underhood/containers")
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(id))
+                .collect()
+        })
+        .unwrap_or_default();
+    ensure(states.is_empty(), format!("state left behind: {states:?}"))?;
+    let cgroups = cgroups_named(&format!("mini-run-{id}"));
+    ensure(
+        cgroups.is_empty(),
+        format!("cgroups left behind: {cgroups:?}"),
+    )
+}
+
+fn pid_1() -> Result<(), Failed> {
+    let (out, lines) = container(
+        &[],
+        "echo $$; cat /etc/hostname; ps -o pid,comm | tail -n +2",
+    )?;
+    ensure(out.status.success(), describe(&out))?;
+    let id = stdout(&out).lines().next().unwrap_or_default().to_string();
+    ensure_eq(&lines[0], &"1".to_string(), "the shell's pid")?;
+    ensure_eq(&lines[1], &id, "/etc/hostname")?;
+    // ps sees the container's processes only: sh (pid 1), ps and tail,
+    // with the pids a new namespace hands out first.
+    let pids: Vec<u32> = lines[2..]
+        .iter()
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect();
+    ensure(
+        pids.first() == Some(&1) && pids.len() <= 3 && pids.iter().all(|p| *p < 10),
+        format!("ps inside showed {:?}\n{}", &lines[2..], describe(&out)),
+    )
+}
+
+fn exit_codes() -> Result<(), Failed> {
+    let (out, _) = container(&[], "exit 3")?;
+    ensure_eq(&out.status.code(), &Some(3), "the command's own status")?;
+    let (out, _) = container(&[], "exec no-such-program")?;
+    ensure_eq(
+        &out.status.code(),
+        &Some(127),
+        "a shell's exec of a missing program",
+    )?;
+    for (args, code, says) in [
+        (
+            vec!["--", "no-such-program"],
+            127,
+            "exec \"no-such-program\": not found in the container's $PATH",
+        ),
+        (
+            vec!["--", "/etc/passwd"],
+            126,
+            "exec \"/etc/passwd\": permission denied",
+        ),
+        (
+            vec!["--memory", "abc", "--", "true"],
+            125,
+            "--memory: 'abc' is not a size",
+        ),
+        (
+            vec!["--network", "moon", "--", "true"],
+            125,
+            "--network \"moon\": not a network mode",
+        ),
+        (vec!["--bogus"], 125, "unexpected argument '--bogus'"),
+        (
+            vec!["-w", "/etc/passwd", "--", "true"],
+            125,
+            "chdir(\"/etc/passwd\"): not a directory",
+        ),
+    ] {
+        let out = mini_run(&args)?;
+        ensure_eq(
+            &out.status.code(),
+            &Some(code),
+            &format!("mini-run run {args:?}"),
+        )?;
+        let err = stderr(&out);
+        ensure(
+            err.lines().count() == 1 && err.starts_with("mini-run: ") && err.contains(says),
+            format!("expected one line saying {says:?}\n{}", describe(&out)),
+        )?;
+    }
+    Ok(())
+}
+
+fn oom_kill() -> Result<(), Failed> {
+    // A shell variable holding 100 MiB cannot fit in 32 MiB: the kernel's
+    // OOM killer ends pid 1, and the container's status is 128 + SIGKILL.
+    let (out, lines) = container(
+        &["--memory", "32m"],
+        "cat /sys/fs/cgroup/memory.max 2>/dev/null; x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived",
+    )?;
+    ensure_eq(&out.status.code(), &Some(137), "status after the OOM kill")?;
+    ensure(!lines.iter().any(|l| l == "survived"), describe(&out))?;
+    if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        ensure_eq(
+            &lines.first().cloned(),
+            &Some("33554432".to_string()),
+            "memory.max inside (cgroup v2)",
+        )?;
+    }
+    Ok(())
+}
+
+fn mounts() -> Result<(), Failed> {
+    let (out, lines) = container(&[], "cat /proc/self/mountinfo")?;
+    ensure(out.status.success(), describe(&out))?;
+    let point = |line: &String| line.split_whitespace().nth(4).unwrap_or("").to_string();
+    let root = lines
+        .iter()
+        .find(|l| point(l) == "/")
+        .ok_or("no mount at /")?;
+    ensure(
+        root.contains(" - overlay overlay "),
+        format!("/ is not the overlay: {root}"),
+    )?;
+    for (target, kind) in [
+        ("/proc", "proc"),
+        ("/dev", "tmpfs"),
+        ("/dev/pts", "devpts"),
+        ("/dev/shm", "tmpfs"),
+        ("/dev/mqueue", "mqueue"),
+        ("/sys", "sysfs"),
+    ] {
+        let line = lines
+            .iter()
+            .find(|l| point(l) == target)
+            .ok_or(format!("no {target} mount\n{}", describe(&out)))?;
+        ensure(
+            line.contains(&format!(" - {kind} ")),
+            format!("{target} is not {kind}: {line}"),
+        )?;
+    }
+    let sys = lines
+        .iter()
+        .find(|l| point(l) == "/sys")
+        .expect("found above");
+    ensure(
+        sys.split_whitespace()
+            .nth(5)
+            .unwrap_or("")
+            .starts_with("ro"),
+        format!("/sys is writable: {sys}"),
+    )?;
+    // The host's root is gone: no mount outside the container's own.
+    ensure(
+        !lines
+            .iter()
+            .any(|l| point(l).starts_with("/run/underhood") || point(l) == "/.oldroot"),
+        format!("a host path is still mounted\n{}", describe(&out)),
+    )
+}
+
+fn security() -> Result<(), Failed> {
+    let (out, lines) = container(
+        &[],
+        "grep -E '^(CapBnd|CapEff|NoNewPrivs)' /proc/self/status; \
+         mount -t tmpfs t /tmp 2>/dev/null && echo mounted; \
+         ls /proc/self/fd; \
+         grep -q ' /proc/sys proc ro' /proc/self/mounts && echo proc-sys-ro; \
+         test -s /proc/kcore || echo kcore-hidden",
+    )?;
+    ensure(out.status.success(), describe(&out))?;
+    let shown = |want: &str| {
+        lines.iter().any(|l| {
+            l.replace('\t', " ")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                == want
+        })
+    };
+    // Docker's defaults but mknod: chown, dac_override, fowner, fsetid,
+    // kill, setgid, setuid, setpcap, net_bind_service, net_raw,
+    // sys_chroot, audit_write, setfcap.
+    ensure(
+        shown("CapBnd: 00000000a00425fb"),
+        format!("bounding set\n{}", describe(&out)),
+    )?;
+    ensure(
+        shown("CapEff: 00000000a00425fb"),
+        format!("effective set\n{}", describe(&out)),
+    )?;
+    ensure(
+        shown("NoNewPrivs: 1"),
+        format!("no_new_privs\n{}", describe(&out)),
+    )?;
+    ensure(!shown("mounted"), "root in the container could mount")?;
+    ensure(
+        shown("proc-sys-ro"),
+        format!("/proc/sys is not read-only\n{}", describe(&out)),
+    )?;
+    ensure(shown("kcore-hidden"), "/proc/kcore is readable")?;
+    // 0, 1, 2 and the directory ls itself opened: nothing of mini-run's.
+    let fds: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.chars().all(|c| c.is_ascii_digit()))
+        .collect();
+    ensure(
+        fds.len() == 4,
+        format!("descriptors open in the container: {fds:?}"),
+    )
+}
+
+fn env_workdir_user() -> Result<(), Failed> {
+    let (out, lines) = container(
+        &["-e", "GREETING=hello", "-w", "/srv/app", "-u", "1000:1001"],
+        "echo $GREETING; pwd; id -u; id -g; grep CapEff /proc/self/status",
+    )?;
+    ensure(out.status.success(), describe(&out))?;
+    ensure_eq(
+        &lines[..4].to_vec(),
+        &["hello", "/srv/app", "1000", "1001"]
+            .map(String::from)
+            .to_vec(),
+        "env, workdir, uid, gid",
+    )?;
+    ensure(
+        lines[4].ends_with("0000000000000000"),
+        format!("a non-root user keeps capabilities: {}", lines[4]),
+    )
+}
+
+fn volumes() -> Result<(), Failed> {
+    let dir = scratch();
+    std::fs::write(dir.path().join("from-host"), "hi\n")?;
+    let rw = format!("{}:/data", dir.path().display());
+    let ro = format!("{}:/ro:ro", dir.path().display());
+    let (out, lines) = container(
+        &["-v", &rw, "-v", &ro],
+        "cat /data/from-host; echo made > /data/from-container; echo x > /ro/nope 2>/dev/null || echo refused",
+    )?;
+    ensure(out.status.success(), describe(&out))?;
+    ensure_eq(
+        &lines,
+        &vec!["hi".to_string(), "refused".to_string()],
+        "inside",
+    )?;
+    ensure_eq(
+        &std::fs::read_to_string(dir.path().join("from-container")).ok(),
+        &Some("made\n".to_string()),
+        "the write is on the host",
+    )?;
+    ensure(
+        !dir.path().join("nope").exists(),
+        "a write through :ro reached the host",
+    )
+}
+
+/// A copy of the default rootfs to change.
+fn rootfs_copy(dir: &Path) -> Result<PathBuf, Failed> {
+    // The default rootfs exists: an earlier test built it; build it if not.
+    let out = mini_run(&["--", "true"])?;
+    ensure(out.status.success(), describe(&out))?;
+    let root = dir.join("rootfs");
+    let out = run_for(
+        std::process::Command::new("cp")
+            .args(["-a", "/var/cache/underhood/rootfs/default"])
+            .arg(&root),
+        60,
+    )?;
+    ensure(out.status.success(), describe(&out))?;
+    Ok(root)
+}
+
+fn symlinked_etc() -> Result<(), Failed> {
+    let dir = scratch();
+    let root = rootfs_copy(dir.path())?;
+    let outside = dir.path().join("outside");
+    std::fs::create_dir(&outside)?;
+    // The image's /etc/hosts points far above its root, at a host path:
+    // mini-run must make and bind the file inside the rootfs instead.
+    let _ = std::fs::remove_file(root.join("etc/hosts"));
+    let escape = format!("../../../../../../../..{}/hosts", outside.display());
+    std::os::unix::fs::symlink(&escape, root.join("etc/hosts"))?;
+    std::os::unix::fs::symlink("/", root.join("escape"))?;
+    let volume = format!("{}:/escape/data", dir.path().join("outside").display());
+    let (out, lines) = container(
+        &["--rootfs", root.to_str().unwrap(), "-v", &volume],
+        "grep -c localhost /etc/hosts",
+    )?;
+    ensure(out.status.success(), describe(&out))?;
+    ensure_eq(
+        &lines,
+        &vec!["2".to_string()],
+        "the container's own /etc/hosts",
+    )?;
+    ensure(
+        !outside.join("hosts").exists(),
+        "mini-run created a file on the host through the image's symlink",
+    )?;
+    // The volume went where / means the rootfs: into it, not to the host's /data.
+    ensure(
+        root.join("data").is_dir(),
+        "the volume's target was not made inside the rootfs",
+    )?;
+    ensure(
+        !Path::new("/data").exists() || Path::new("/data").is_dir(),
+        "host /data touched",
+    )
+}
+
+fn sigterm() -> Result<(), Failed> {
+    // pid 1 ignores signals it has no handler for; this one has one.
+    let mut child = spawn_group(
+        cmd("mini-run")
+            .args(["run", "--", "sh", "-c", "trap 'echo got-term; exit 7' TERM; hostname; echo ready; while :; do sleep 0.1; done"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )?;
+    let mut reader = BufReader::new(child.0.stdout.take().ok_or("no stdout")?);
+    let mut id = String::new();
+    reader.read_line(&mut id)?;
+    let mut ready = String::new();
+    reader.read_line(&mut ready)?;
+    ensure_eq(&ready.trim(), &"ready", "the container started")?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.0.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )?;
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut rest)?;
+    let status = child.0.wait()?;
+    ensure_eq(&status.code(), &Some(7), "the container's status")?;
+    ensure_eq(&rest.trim(), &"got-term", "the trap ran")?;
+    left_nothing(id.trim())
+}
+
+fn dry_run() -> Result<(), Failed> {
+    let out = mini_run(&["--dry-run", "--memory", "64m", "--", "true"])?;
+    ensure(out.status.success(), describe(&out))?;
+    let text = stdout(&out);
+    for call in [
+        "clone(CLONE_NEWIPC|CLONE_NEWUTS|CLONE_NEWNET|CLONE_NEWPID|CLONE_NEWNS|SIGCHLD)",
+        "cg-limit create mini-run-",
+        "overlay-stack mount --lower ",
+        "child: mount(\"none\", \"/\", NULL, MS_REC|MS_PRIVATE, NULL)",
+        "child: chdir(\"/run/underhood/containers/",
+        "child: execve(\"true\", [\"true\"], [1 variables])",
+        "parent: cg-limit cleanup mini-run-",
+    ] {
+        ensure(
+            text.contains(call),
+            format!("the plan lacks {call}\n{text}"),
+        )?;
+    }
+    ensure(text.contains("--memory 64"), text.clone())
+}
