@@ -42,6 +42,16 @@ fn main() {
         NEEDS,
         sigterm,
     );
+    suite.test(
+        "a_killed_mini_run_takes_its_container_and_cleanup_the_rest",
+        NEEDS,
+        killed,
+    );
+    suite.test(
+        "two_dozen_containers_at_once_all_run_and_go",
+        NEEDS,
+        two_dozen,
+    );
     suite.test("dry_run_makes_nothing", &[Busybox], dry_run);
     suite.run()
 }
@@ -447,4 +457,61 @@ fn dry_run() -> Result<(), Failed> {
         )?;
     }
     ensure(text.contains("--memory 64"), text.clone())
+}
+
+fn killed() -> Result<(), Failed> {
+    let mut child = spawn_group(
+        cmd("mini-run")
+            .args([
+                "run",
+                "--",
+                "sh",
+                "-c",
+                "hostname; echo ready; exec sleep 1000",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )?;
+    let mut reader = BufReader::new(child.0.stdout.take().ok_or("no stdout")?);
+    let mut id = String::new();
+    reader.read_line(&mut id)?;
+    let id = id.trim().to_string();
+    let mut ready = String::new();
+    reader.read_line(&mut ready)?;
+    ensure_eq(&ready.trim(), &"ready", "the container started")?;
+    // SIGKILL to mini-run alone: no handler runs, nothing is undone.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.0.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )?;
+    child.0.wait()?;
+    // The container died with it: its pid 1 had mini-run's death as its
+    // own (PR_SET_PDEATHSIG), and its stdout closed.
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut rest)?;
+    ensure(
+        std::path::Path::new("/run/underhood/containers").exists(),
+        "the state directory should still be there for cleanup to find",
+    )?;
+    let out = run_for(cmd("mini-run").arg("cleanup"), 30)?;
+    ensure(out.status.success(), describe(&out))?;
+    ensure(
+        stdout(&out).lines().any(|l| l == format!("removed {id}")),
+        format!("cleanup did not remove {id}\n{}", describe(&out)),
+    )?;
+    left_nothing(&id)
+}
+
+fn two_dozen() -> Result<(), Failed> {
+    let runs: Vec<_> = (0..24)
+        .map(|n| std::thread::spawn(move || container(&["--memory", "32m"], &format!("echo {n}"))))
+        .collect();
+    let mut ids = std::collections::BTreeSet::new();
+    for (n, run) in runs.into_iter().enumerate() {
+        let (out, lines) = run.join().map_err(|_| "a thread panicked")??;
+        ensure(out.status.success(), describe(&out))?;
+        ensure_eq(&lines, &vec![n.to_string()], "its output")?;
+        ids.insert(stdout(&out).lines().next().unwrap_or_default().to_string());
+    }
+    ensure_eq(&ids.len(), &24, "distinct containers")
 }

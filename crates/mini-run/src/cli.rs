@@ -26,7 +26,10 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a command in a new container, like docker run
-    Run(RunArgs),
+    Run(Box<RunArgs>),
+    /// Remove what containers whose mini-run was killed left behind: their
+    /// cgroups and state directories (a running container is left be)
+    Cleanup,
 }
 
 #[derive(Debug, Clone, Default, Args)]

@@ -13,6 +13,15 @@ fn main() -> ExitCode {
     let cli: Cli = steps::cli::parse_or_exit("mini-run", steps::exit::SETUP);
     let narrator = cli.steps.narrator("mini-run");
     match &cli.command {
+        Command::Cleanup => match cg_limit::open().and_then(|fs| run::cleanup(&*fs, &narrator)) {
+            Ok(lines) => {
+                for line in lines {
+                    println!("{line}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(error) => ExitCode::from(narrator.report(&error)),
+        },
         Command::Run(args) => match go(args, &narrator) {
             Ok(code) => code,
             Err(error) => {

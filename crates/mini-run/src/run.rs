@@ -321,15 +321,21 @@ impl Executor<'_> {
         let call = || format!("mkdir(\"{}\", 0700)", dir.display());
         // A container that ends now may remove the parent between our two
         // mkdirs: make it again.
+        // The parent is share-locked until the new directory is locked:
+        // `mini-run cleanup` locks it exclusively before it looks, so it
+        // never takes a directory in the instant before its lock.
         let mut tries = 0;
-        loop {
+        let _parent = loop {
             std::fs::create_dir_all(STATE_DIR).map_err(|e| Error::io(call(), &e))?;
+            let parent = File::open(STATE_DIR)
+                .ok()
+                .and_then(|f| Flock::lock(f, FlockArg::LockShared).ok());
             match std::fs::create_dir(dir) {
-                Ok(()) => break,
+                Ok(()) => break parent,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 5 => tries += 1,
                 Err(e) => return Err(Error::io(call(), &e)),
             }
-        }
+        };
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
         let file = File::open(dir).map_err(|e| Error::io(call(), &e))?;
@@ -370,10 +376,12 @@ impl Executor<'_> {
             }
             Fork::Child => {
                 self.here = Side::Child;
-                // The locks belong to mini-run; the child's copies of the
-                // descriptors go, so a killed mini-run frees them.
-                self.state = None;
-                self.cgroup = None;
+                // The locks belong to mini-run. Dropping them here would
+                // unlock mini-run's too (a flock belongs to the open file,
+                // which the clone shares): forget the copies instead; they
+                // are close-on-exec, so they go with the exec.
+                std::mem::forget(self.state.take());
+                std::mem::forget(self.cgroup.take());
                 self.sync = Some(File::from(sync_read));
                 self.report = Some(File::from(report_write));
             }
@@ -571,4 +579,42 @@ fn mount_error(call: String, errno: Errno, fstype: &str) -> Error {
         (Errno::ENODEV, _) => error.hint(format!("this kernel has no {fstype} filesystem")),
         _ => error,
     }
+}
+
+/// `mini-run cleanup`: removes the cgroup and the state directory of
+/// every container whose mini-run is gone — killed with SIGKILL, which no
+/// program can clean up after. Its container died with it (the death
+/// signal); what stays is on the host's filesystems. A running mini-run
+/// holds a lock on its state directory, so its container is left be.
+/// Returns one line per container, saying what was done.
+pub fn cleanup(fs: &dyn CgroupFs, narrator: &Narrator) -> Result<Vec<String>, Error> {
+    let mut said = Vec::new();
+    let Ok(entries) = std::fs::read_dir(STATE_DIR) else {
+        return Ok(said);
+    };
+    let _parent = File::open(STATE_DIR)
+        .ok()
+        .and_then(|f| Flock::lock(f, FlockArg::LockExclusive).ok());
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(short) = name.get(..12) else {
+            continue;
+        };
+        let Ok(file) = File::open(&dir) else { continue };
+        let Ok(_lock) = Flock::lock(file, FlockArg::LockExclusiveNonblock) else {
+            said.push(format!("kept {short}: its mini-run is running"));
+            continue;
+        };
+        let cgroup_name =
+            cg_limit::Name::parse(&format!("mini-run-{short}")).map_err(Error::setup)?;
+        let cgroup = fs.layout().cgroup(&cgroup_name);
+        if cgroup.exists() {
+            let plan = cg_limit::plan::remove_plan(fs, &cgroup_name);
+            cg_limit::run::run(&plan, &narrator_for("cg-limit", narrator), fs, &cgroup)?;
+        }
+        remove_state_dir(&dir);
+        said.push(format!("removed {short}"));
+    }
+    Ok(said)
 }
