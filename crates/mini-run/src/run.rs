@@ -45,6 +45,8 @@ struct Executor<'a> {
     cgroup: Option<(cg_limit::Name, Option<Flock<File>>)>,
     /// Child: the container's root filesystem, once mounted.
     root: Option<OwnedFd>,
+    /// Child: the root was moved over / rather than pivoted to.
+    moved_root: bool,
     exit: Option<Exit>,
 }
 
@@ -66,6 +68,7 @@ pub fn run(plan: &Plan<RunStep>, narrator: &Narrator, fs: &dyn CgroupFs) -> Resu
         state: None,
         cgroup: None,
         root: None,
+        moved_root: false,
         exit: None,
     };
     for (index, step) in plan.steps().iter().enumerate() {
@@ -267,10 +270,29 @@ impl Executor<'_> {
                 // outlive the pivot.
                 self.root = None;
                 nix::unistd::chdir(root.as_path()).map_err(sys)?;
-                nix::unistd::pivot_root(".", ".").map_err(sys)?;
+                match nix::unistd::pivot_root(".", ".") {
+                    Ok(()) => {}
+                    Err(Errno::EINVAL) if root_is_initramfs() => {
+                        // The initial ramfs cannot be pivoted away from
+                        // (a machine booted into its initramfs, as the
+                        // test VM is): move the rootfs over / and chroot,
+                        // as runc --no-pivot does. Weaker: the old root
+                        // stays beneath, so say so.
+                        self.narrator.note(
+                            "pivot_root refuses an initramfs root: moving the rootfs over / and chrooting instead (runc --no-pivot); a chroot is weaker",
+                        );
+                        mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+                            .map_err(sys)?;
+                        nix::unistd::chroot(".").map_err(sys)?;
+                        self.moved_root = true;
+                    }
+                    Err(e) => return Err(sys(e)),
+                }
             }
             Op::DetachOldRoot => {
-                umount2(".", MntFlags::MNT_DETACH).map_err(sys)?;
+                if !self.moved_root {
+                    umount2(".", MntFlags::MNT_DETACH).map_err(sys)?;
+                }
                 nix::unistd::chdir("/").map_err(sys)?;
             }
             Op::DropCapabilities(drop) => {
@@ -503,6 +525,16 @@ pub fn remove_state_dir(dir: &Path) {
     if std::fs::remove_dir(containers).is_ok() {
         let _ = std::fs::remove_dir(containers.parent().unwrap_or(containers));
     }
+}
+
+/// Whether this mount namespace's root is the kernel's initial ramfs,
+/// which `pivot_root(2)` cannot leave: `/` is a `rootfs` mount there.
+fn root_is_initramfs() -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.split_whitespace().nth(4) == Some("/"))
+        .any(|l| l.contains(" - rootfs "))
 }
 
 /// Keeps Docker's capabilities and drops the rest: from the bounding set
