@@ -412,11 +412,21 @@ fn symlinked_etc() -> Result<(), Failed> {
     )
 }
 
-fn sigterm() -> Result<(), Failed> {
-    // pid 1 ignores signals it has no handler for; this one has one.
+/// A container running `script` in the background, once it printed its
+/// short id and then `ready`: mini-run, its stdout, and the id.
+fn started(
+    script: &str,
+) -> Result<
+    (
+        support::ChildGuard,
+        BufReader<std::process::ChildStdout>,
+        String,
+    ),
+    Failed,
+> {
     let mut child = spawn_group(
         cmd("mini-run")
-            .args(["run", "--", "sh", "-c", "trap 'echo got-term; exit 7' TERM; hostname; echo ready; while :; do sleep 0.1; done"])
+            .args(["run", "--", "sh", "-c", script])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped()),
     )?;
@@ -426,6 +436,14 @@ fn sigterm() -> Result<(), Failed> {
     let mut ready = String::new();
     reader.read_line(&mut ready)?;
     ensure_eq(&ready.trim(), &"ready", "the container started")?;
+    Ok((child, reader, id.trim().to_string()))
+}
+
+fn sigterm() -> Result<(), Failed> {
+    // pid 1 ignores signals it has no handler for; this one has one.
+    let (mut child, mut reader, id) = started(
+        "trap 'echo got-term; exit 7' TERM; hostname; echo ready; while :; do sleep 0.1; done",
+    )?;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.0.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
@@ -435,7 +453,7 @@ fn sigterm() -> Result<(), Failed> {
     let status = child.0.wait()?;
     ensure_eq(&status.code(), &Some(7), "the container's status")?;
     ensure_eq(&rest.trim(), &"got-term", "the trap ran")?;
-    left_nothing(id.trim())
+    left_nothing(&id)
 }
 
 fn dry_run() -> Result<(), Failed> {
@@ -460,25 +478,7 @@ fn dry_run() -> Result<(), Failed> {
 }
 
 fn killed() -> Result<(), Failed> {
-    let mut child = spawn_group(
-        cmd("mini-run")
-            .args([
-                "run",
-                "--",
-                "sh",
-                "-c",
-                "hostname; echo ready; exec sleep 1000",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped()),
-    )?;
-    let mut reader = BufReader::new(child.0.stdout.take().ok_or("no stdout")?);
-    let mut id = String::new();
-    reader.read_line(&mut id)?;
-    let id = id.trim().to_string();
-    let mut ready = String::new();
-    reader.read_line(&mut ready)?;
-    ensure_eq(&ready.trim(), &"ready", "the container started")?;
+    let (mut child, mut reader, id) = started("hostname; echo ready; exec sleep 1000")?;
     // SIGKILL to mini-run alone: no handler runs, nothing is undone.
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.0.id() as i32),

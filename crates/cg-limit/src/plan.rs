@@ -288,14 +288,20 @@ pub fn create_plan(
     name: &Name,
     limits: &Limits,
 ) -> Result<Plan<CgStep>, steps::Error> {
+    made_plan(fs, name, limits, false)
+}
+
+/// A cgroup made with its limits, locked or not, and nothing run in it.
+fn made_plan(
+    fs: &dyn CgroupFs,
+    name: &Name,
+    limits: &Limits,
+    lock: bool,
+) -> Result<Plan<CgStep>, steps::Error> {
     fs.check(&limits.controllers())?;
     let cgroup = fs.layout().cgroup(name);
     let mut plan = Plan::new();
-    push(
-        &mut plan,
-        Side::Caller,
-        creation(fs, &cgroup, limits, false),
-    );
+    push(&mut plan, Side::Caller, creation(fs, &cgroup, limits, lock));
     Ok(plan)
 }
 
@@ -307,11 +313,7 @@ pub fn hold_plan(
     name: &Name,
     limits: &Limits,
 ) -> Result<Plan<CgStep>, steps::Error> {
-    fs.check(&limits.controllers())?;
-    let cgroup = fs.layout().cgroup(name);
-    let mut plan = Plan::new();
-    push(&mut plan, Side::Caller, creation(fs, &cgroup, limits, true));
-    Ok(plan)
+    made_plan(fs, name, limits, true)
 }
 
 /// The plan that ends what is left in a cgroup and removes it: the end of
