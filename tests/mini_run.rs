@@ -30,6 +30,11 @@ fn main() {
     suite.test("a_memory_limit_bites_with_an_oom_kill", NEEDS, oom_kill);
     suite.test("the_root_is_the_overlay_after_pivot_root", NEEDS, mounts);
     suite.test("docker_s_security_defaults_hold", NEEDS, security);
+    suite.test(
+        "a_workdir_through_a_leaked_descriptor_cannot_reach_the_host",
+        NEEDS,
+        leaked_descriptors,
+    );
     suite.test("env_workdir_and_user", NEEDS, env_workdir_user);
     suite.test("bind_mounts_share_and_ro_refuses_writes", NEEDS, volumes);
     suite.test(
@@ -202,7 +207,10 @@ fn oom_kill() -> Result<(), Failed> {
         &["--memory", "32m"],
         "cat /sys/fs/cgroup/memory.max 2>/dev/null; x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived",
     )?;
-    ensure_eq(&out.status.code(), &Some(137), "status after the OOM kill")?;
+    ensure(
+        out.status.code() == Some(137),
+        format!("status after the OOM kill\n{}", describe(&out)),
+    )?;
     ensure(!lines.iter().any(|l| l == "survived"), describe(&out))?;
     if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
         ensure_eq(
@@ -312,6 +320,38 @@ fn security() -> Result<(), Failed> {
         fds.len() == 4,
         format!("descriptors open in the container: {fds:?}"),
     )
+}
+
+fn leaked_descriptors() -> Result<(), Failed> {
+    // CVE-2024-21626: runc leaked a host directory's descriptor into the
+    // container, and `-w /proc/self/fd/N` started the command in it, from
+    // where `..` walks to the host's root. The host has
+    // /run/underhood/containers while a container runs; the rootfs has not.
+    for fd in 3..=12 {
+        let workdir = format!("/proc/self/fd/{fd}");
+        let out = mini_run(&[
+            "-w",
+            &workdir,
+            "--",
+            "sh",
+            "-c",
+            "hostname; cd ../../../../../..; test -e run/underhood/containers && echo ESCAPED",
+        ])?;
+        ensure(
+            !stdout(&out).contains("ESCAPED"),
+            format!("-w {workdir} reached the host\n{}", describe(&out)),
+        )?;
+        if let Some(id) = stdout(&out).lines().next() {
+            left_nothing(id)?;
+        }
+        // Refused with one line, or (were fd N a directory inside) run.
+        ensure(
+            out.status.success()
+                || (out.status.code() == Some(125) && stderr(&out).lines().count() == 1),
+            format!("-w {workdir}\n{}", describe(&out)),
+        )?;
+    }
+    Ok(())
 }
 
 fn env_workdir_user() -> Result<(), Failed> {

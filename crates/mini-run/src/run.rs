@@ -310,6 +310,17 @@ impl Executor<'_> {
                 nix::unistd::chdir(dir.as_path()).map_err(|e| {
                     Error::sys(call(), e).hint("-w names the directory inside the container")
                 })?;
+                // As runc does: a directory reached through a descriptor
+                // opened outside would leave the cwd outside the root,
+                // which getcwd(2) reports as unreachable.
+                let inside = nix::unistd::getcwd().is_ok_and(|cwd| cwd.starts_with("/"));
+                if !inside {
+                    return Err(Error::setup(format!(
+                        "{}: the working directory is outside the container",
+                        call()
+                    ))
+                    .hint("-w names a directory inside the container"));
+                }
             }
             Op::CloseFds => steps::sys::close_on_exec_from(3).map_err(sys)?,
             Op::Exec { argv, env } => return Err(self.exec(argv, env)),
@@ -398,12 +409,18 @@ impl Executor<'_> {
             }
             Fork::Child => {
                 self.here = Side::Child;
-                // The locks belong to mini-run. Dropping them here would
-                // unlock mini-run's too (a flock belongs to the open file,
-                // which the clone shares): forget the copies instead; they
-                // are close-on-exec, so they go with the exec.
-                std::mem::forget(self.state.take());
-                std::mem::forget(self.cgroup.take());
+                // The locks belong to mini-run, and the descriptors are
+                // of host directories: a `-w /proc/self/fd/N` would walk
+                // out of the container through them (CVE-2024-21626).
+                // Close the copies now, without unlocking: a flock belongs
+                // to the open file, which the clone shares, and is released
+                // only with its last descriptor, which mini-run holds.
+                if let Some((_, lock)) = self.state.take() {
+                    close_without_unlocking(lock);
+                }
+                if let Some((_, Some(lock))) = self.cgroup.take() {
+                    close_without_unlocking(lock);
+                }
                 self.sync = Some(File::from(sync_read));
                 self.report = Some(File::from(report_write));
             }
@@ -649,4 +666,13 @@ pub fn cleanup(fs: &dyn CgroupFs, narrator: &Narrator) -> Result<Vec<String>, Er
         said.push(format!("removed {short}"));
     }
     Ok(said)
+}
+
+/// Closes a copy of a locked file's descriptor, leaving the lock (which
+/// belongs to the open file) to whoever holds the other descriptors.
+fn close_without_unlocking(lock: Flock<File>) {
+    use std::os::fd::AsRawFd;
+    let fd = lock.as_raw_fd();
+    std::mem::forget(lock);
+    let _ = nix::unistd::close(fd);
 }
