@@ -57,6 +57,11 @@ fn main() {
         NEEDS,
         two_dozen,
     );
+    suite.test(
+        "a_closed_narration_pipe_leaves_nothing_behind",
+        NEEDS,
+        closed_narration,
+    );
     suite.test("dry_run_makes_nothing", &[Busybox], dry_run);
     suite.run()
 }
@@ -376,17 +381,36 @@ fn env_workdir_user() -> Result<(), Failed> {
 fn volumes() -> Result<(), Failed> {
     let dir = scratch();
     std::fs::write(dir.path().join("from-host"), "hi\n")?;
+    // A mount inside the :ro volume's source must be read-only too.
+    let inner = dir.path().join("inner");
+    std::fs::create_dir(&inner)?;
+    nix::mount::mount(
+        Some("tmpfs"),
+        &inner,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some("size=1m"),
+    )?;
+    let _inner = support::MountGuard(inner.clone());
     let rw = format!("{}:/data", dir.path().display());
     let ro = format!("{}:/ro:ro", dir.path().display());
     let (out, lines) = container(
         &["-v", &rw, "-v", &ro],
-        "cat /data/from-host; echo made > /data/from-container; echo x > /ro/nope 2>/dev/null || echo refused",
+        "cat /data/from-host; echo made > /data/from-container; \
+         echo x > /ro/nope 2>/dev/null || echo refused; \
+         echo x > /ro/inner/nope 2>/dev/null || echo refused-inside",
     )?;
     ensure(out.status.success(), describe(&out))?;
     ensure_eq(
         &lines,
-        &vec!["hi".to_string(), "refused".to_string()],
+        &["hi", "refused", "refused-inside"]
+            .map(String::from)
+            .to_vec(),
         "inside",
+    )?;
+    ensure(
+        !inner.join("nope").exists(),
+        "a write through :ro reached a mount inside the volume",
     )?;
     ensure_eq(
         &std::fs::read_to_string(dir.path().join("from-container")).ok(),
@@ -427,8 +451,19 @@ fn symlinked_etc() -> Result<(), Failed> {
     std::os::unix::fs::symlink(&escape, root.join("etc/hosts"))?;
     std::os::unix::fs::symlink("/", root.join("escape"))?;
     let volume = format!("{}:/escape/data", dir.path().join("outside").display());
+    // A directory target that is a dangling link to a host path.
+    let dangling = format!("../../../../../../../..{}/made", outside.display());
+    std::os::unix::fs::symlink(&dangling, root.join("cache"))?;
+    let cache = format!("{}:/cache:ro", dir.path().join("outside").display());
     let (out, lines) = container(
-        &["--rootfs", root.to_str().unwrap(), "-v", &volume],
+        &[
+            "--rootfs",
+            root.to_str().unwrap(),
+            "-v",
+            &volume,
+            "-v",
+            &cache,
+        ],
         "grep -c localhost /etc/hosts",
     )?;
     ensure(out.status.success(), describe(&out))?;
@@ -440,6 +475,16 @@ fn symlinked_etc() -> Result<(), Failed> {
     ensure(
         !outside.join("hosts").exists(),
         "mini-run created a file on the host through the image's symlink",
+    )?;
+    ensure(
+        !outside.join("made").exists(),
+        "mini-run made a directory on the host through the image's symlink",
+    )?;
+    ensure(
+        root.join(outside.strip_prefix("/").unwrap())
+            .join("made")
+            .is_dir(),
+        "the dangling link's directory was not made inside the rootfs",
     )?;
     // The volume went where / means the rootfs: into it, not to the host's /data.
     ensure(
@@ -464,9 +509,27 @@ fn started(
     ),
     Failed,
 > {
+    started_with(&[], script)
+}
+
+/// [`started`], with mini-run's own options (before `run`) first; the
+/// container's stdin is a pipe of the test's.
+fn started_with(
+    options: &[&str],
+    script: &str,
+) -> Result<
+    (
+        support::ChildGuard,
+        BufReader<std::process::ChildStdout>,
+        String,
+    ),
+    Failed,
+> {
     let mut child = spawn_group(
         cmd("mini-run")
+            .args(options)
             .args(["run", "--", "sh", "-c", script])
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped()),
     )?;
@@ -493,6 +556,26 @@ fn sigterm() -> Result<(), Failed> {
     let status = child.0.wait()?;
     ensure_eq(&status.code(), &Some(7), "the container's status")?;
     ensure_eq(&rest.trim(), &"got-term", "the trap ran")?;
+    left_nothing(&id)
+}
+
+fn closed_narration() -> Result<(), Failed> {
+    // `mini-run --explain run … 2>&1 | head`: the reader of the narration
+    // goes away while the container runs, and mini-run still has steps to
+    // tell (and to take: the cgroup and state to remove).
+    let (mut child, mut reader, id) = started_with(
+        &["--explain"],
+        "hostname; echo ready; read line; echo $line",
+    )?;
+    drop(child.0.stderr.take());
+    let mut stdin = child.0.stdin.take().ok_or("no stdin")?;
+    std::io::Write::write_all(&mut stdin, b"go\n")?;
+    drop(stdin);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut rest)?;
+    let status = child.0.wait()?;
+    ensure_eq(&rest.trim(), &"go", "the container read its stdin")?;
+    ensure_eq(&status.code(), &Some(0), "mini-run's status")?;
     left_nothing(&id)
 }
 

@@ -242,7 +242,7 @@ impl Step for Op {
                 );
                 if b.read_only {
                     call.push_str(&format!(
-                        "; mount(NULL, \"$ROOTFS{}\", NULL, MS_BIND|MS_REMOUNT|MS_RDONLY, NULL)",
+                        "; mount_setattr(\"$ROOTFS{}\", AT_RECURSIVE, MOUNT_ATTR_RDONLY)",
                         b.target.display()
                     ));
                 }
@@ -510,8 +510,12 @@ pub fn run_plan(
         Caller,
         Op::WriteFile {
             path: dirs.etc("resolv.conf"),
-            content: state::resolv_conf(&host_resolv),
-            why: "the host's /etc/resolv.conf, without nameservers on loopback: 127.0.0.53 means nothing in another network namespace",
+            content: state::resolv_conf(&host_resolv, container.network != Network::Host),
+            why: if container.network == Network::Host {
+                "the host's /etc/resolv.conf, as it is: the container shares the host's network"
+            } else {
+                "the host's /etc/resolv.conf, without nameservers on loopback: 127.0.0.53 means nothing in another network namespace"
+            },
         },
     );
     push(

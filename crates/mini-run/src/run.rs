@@ -200,7 +200,21 @@ impl Executor<'_> {
                 )
                 .map_err(sys)?;
                 if b.read_only {
-                    self.remount_read_only(&b.target, MsFlags::empty(), call)?;
+                    // Read-only all the way down, as Docker 25 does: a
+                    // mount inside the volume's source stays covered.
+                    let top = inroot::open(self.root(), &b.target, Make::Nothing)?;
+                    match steps::sys::read_only_recursive(top.fd.as_fd()) {
+                        Ok(()) => {}
+                        Err(Errno::ENOSYS) => {
+                            self.remount_read_only(&b.target, MsFlags::empty(), call)?
+                        }
+                        Err(e) => {
+                            return Err(Error::sys(
+                                "mount_setattr(MOUNT_ATTR_RDONLY, AT_RECURSIVE)",
+                                e,
+                            ));
+                        }
+                    }
                 }
             }
             Op::Symlink { target, link } => {
@@ -503,6 +517,8 @@ impl Executor<'_> {
         if let Err(e) = self.supervision.release_in_child() {
             return Error::sys("sigprocmask", e);
         }
+        // mini-run ignores SIGPIPE (see main); the command must not.
+        steps::sys::restore_sigpipe();
         let errno = nix::unistd::execve(&path, &args, &vars).unwrap_err();
         exec_error(&argv[0], errno, path_var)
     }
