@@ -50,6 +50,9 @@ fn go(args: &RunArgs, narrator: &Narrator) -> Result<ExitCode, Error> {
             "mini-run run needs root for now (namespaces, mounts and cgroups on the host); run it with sudo",
         ));
     }
+    if let mini_run::container::Network::Bridge(name) = &container.network {
+        mini_run::network::check(name)?;
+    }
     let fs = cg_limit::open()?;
     let default_rootfs = match container.root {
         Root::Default => {
