@@ -361,8 +361,11 @@ fn cpu_weights() -> Result<(), Failed> {
     let light_cpus = cpus_in(&stdout(&light), "used").ok_or_else(|| describe(&light))?;
     let heavy_cpus = cpus_in(&stdout(&heavy), "used").ok_or_else(|| describe(&heavy))?;
     let ratio = heavy_cpus / light_cpus;
+    // The weights promise the ratio, not the total: on a busy machine
+    // (the VM lane's vCPU shares the host) the two together may get well
+    // under one CPU. The total only has to show that both really ran.
     ensure(
-        (2.0..=4.5).contains(&ratio) && heavy_cpus + light_cpus > 0.8,
+        (2.0..=4.5).contains(&ratio) && heavy_cpus + light_cpus > 0.5,
         format!(
             "weights 300 and 100 on one CPU got {heavy_cpus} and {light_cpus} CPUs (ratio {ratio:.2}, expected about 3)"
         ),
