@@ -10,9 +10,10 @@
  * rootfs, or mount an overlay with it as the lower layer (-o); mount proc,
  * a tmpfs /dev with the host's null, zero, full, random, urandom and tty
  * bound in, devpts, shm, mqueue and sysfs read-only; hide and make
- * read-only Docker's paths; pivot_root; drop all but Docker's 14
- * capabilities; no_new_privs; execve. The parent waits, removes the
- * cgroup (and the overlay's directories), and exits as the child did.
+ * read-only Docker's paths; pivot_root; drop all but the 13 capabilities
+ * mini-run keeps (Docker's 14 less CAP_MKNOD); no_new_privs; execve. The
+ * parent waits, removes the cgroup (and the overlay's directories), and
+ * exits as the child did.
  *
  * Left out, because they are mini-run's bookkeeping rather than the
  * container: the state directory and its lock, the /etc/hostname, hosts
@@ -87,13 +88,15 @@ static const char *masked[] = {
     "proc/sched_debug", "proc/scsi", "sys/firmware", "sys/devices/virtual/powercap",
 };
 static const char *read_only[] = { "proc/bus", "proc/fs", "proc/irq", "proc/sys", "proc/sysrq-trigger" };
-/* Docker's 14: chown, dac_override, fowner, fsetid, kill, setgid, setuid,
- * setpcap, net_bind_service, net_raw, sys_chroot, mknod, audit_write, setfcap. */
+/* mini-run's 13 (security.rs): Docker's 14 less mknod, which mini-run drops
+ * for want of a device cgroup. chown, dac_override, fowner, fsetid, kill,
+ * setgid, setuid, setpcap, net_bind_service, net_raw, sys_chroot,
+ * audit_write, setfcap. */
 static const unsigned long long keep =
     1ULL << CAP_CHOWN | 1ULL << CAP_DAC_OVERRIDE | 1ULL << CAP_FOWNER | 1ULL << CAP_FSETID |
     1ULL << CAP_KILL | 1ULL << CAP_SETGID | 1ULL << CAP_SETUID | 1ULL << CAP_SETPCAP |
     1ULL << CAP_NET_BIND_SERVICE | 1ULL << CAP_NET_RAW | 1ULL << CAP_SYS_CHROOT |
-    1ULL << CAP_MKNOD | 1ULL << CAP_AUDIT_WRITE | 1ULL << CAP_SETFCAP;
+    1ULL << CAP_AUDIT_WRITE | 1ULL << CAP_SETFCAP;
 
 static void drop_capabilities(void)
 {
