@@ -17,6 +17,7 @@ use support::{
 };
 
 const NEEDS: &[support::Requirement] = &[Root, Busybox, Overlayfs];
+const NET: &[support::Requirement] = &[Root, Busybox, Overlayfs, Nft];
 
 fn main() {
     support::bin("mini-run");
@@ -52,18 +53,50 @@ fn main() {
         NEEDS,
         killed,
     );
-    suite.test(
-        "two_dozen_containers_at_once_all_run_and_go",
-        NEEDS,
+    suite.test_with_tools(
+        "two_dozen_containers_at_once_get_distinct_addresses_and_go",
+        NET,
+        &["unshare", "nsenter", "ip", "nft"],
         two_dozen,
+    );
+    suite.test_with_tools(
+        "the_default_bridge_is_made_on_first_use_with_nat",
+        NET,
+        &["unshare", "ip", "nft"],
+        default_bridge,
+    );
+    suite.test_with_tools(
+        "a_published_port_answers_and_goes_with_the_container",
+        NET,
+        &["unshare", "nsenter", "ip", "nft", "curl"],
+        published_port,
+    );
+    suite.test(
+        "a_closed_narration_pipe_leaves_nothing_behind",
+        NEEDS,
+        closed_narration,
     );
     suite.test("dry_run_makes_nothing", &[Busybox], dry_run);
     suite.run()
 }
 
 /// `mini-run run ARGS…`, given a minute (the first run builds the rootfs).
+/// On the machine's own network stack, which tests must leave alone, a
+/// container gets `--network none` unless the test says otherwise; the
+/// bridge tests run in a sandbox of their own.
 fn mini_run(args: &[&str]) -> Result<Output, Failed> {
-    run_for(cmd("mini-run").arg("run").args(args), 60)
+    run_for(
+        cmd("mini-run").arg("run").args(no_network(args)).args(args),
+        60,
+    )
+}
+
+fn no_network(args: &[&str]) -> &'static [&'static str] {
+    if args.contains(&"--network") {
+        &[]
+    } else {
+        &["--network", "none"]
+    }
 }
 
 /// Runs `script` in a default container after `args`; the container
@@ -176,7 +209,17 @@ fn exit_codes() -> Result<(), Failed> {
         (
             vec!["--network", "moon", "--", "true"],
             125,
-            "--network \"moon\": not a network mode",
+            "no bridge moon of the toolkit's",
+        ),
+        (
+            vec!["--network", "a/b", "--", "true"],
+            125,
+            "--network \"a/b\": not a network",
+        ),
+        (
+            vec!["--network", "host", "-p", "8080:80", "--", "true"],
+            125,
+            "-p publishes a port on a bridge",
         ),
         (vec!["--bogus"], 125, "unexpected argument '--bogus'"),
         (
@@ -376,17 +419,36 @@ fn env_workdir_user() -> Result<(), Failed> {
 fn volumes() -> Result<(), Failed> {
     let dir = scratch();
     std::fs::write(dir.path().join("from-host"), "hi\n")?;
+    // A mount inside the :ro volume's source must be read-only too.
+    let inner = dir.path().join("inner");
+    std::fs::create_dir(&inner)?;
+    nix::mount::mount(
+        Some("tmpfs"),
+        &inner,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some("size=1m"),
+    )?;
+    let _inner = support::MountGuard(inner.clone());
     let rw = format!("{}:/data", dir.path().display());
     let ro = format!("{}:/ro:ro", dir.path().display());
     let (out, lines) = container(
         &["-v", &rw, "-v", &ro],
-        "cat /data/from-host; echo made > /data/from-container; echo x > /ro/nope 2>/dev/null || echo refused",
+        "cat /data/from-host; echo made > /data/from-container; \
+         echo x > /ro/nope 2>/dev/null || echo refused; \
+         echo x > /ro/inner/nope 2>/dev/null || echo refused-inside",
     )?;
     ensure(out.status.success(), describe(&out))?;
     ensure_eq(
         &lines,
-        &vec!["hi".to_string(), "refused".to_string()],
+        &["hi", "refused", "refused-inside"]
+            .map(String::from)
+            .to_vec(),
         "inside",
+    )?;
+    ensure(
+        !inner.join("nope").exists(),
+        "a write through :ro reached a mount inside the volume",
     )?;
     ensure_eq(
         &std::fs::read_to_string(dir.path().join("from-container")).ok(),
@@ -427,8 +489,19 @@ fn symlinked_etc() -> Result<(), Failed> {
     std::os::unix::fs::symlink(&escape, root.join("etc/hosts"))?;
     std::os::unix::fs::symlink("/", root.join("escape"))?;
     let volume = format!("{}:/escape/data", dir.path().join("outside").display());
+    // A directory target that is a dangling link to a host path.
+    let dangling = format!("../../../../../../../..{}/made", outside.display());
+    std::os::unix::fs::symlink(&dangling, root.join("cache"))?;
+    let cache = format!("{}:/cache:ro", dir.path().join("outside").display());
     let (out, lines) = container(
-        &["--rootfs", root.to_str().unwrap(), "-v", &volume],
+        &[
+            "--rootfs",
+            root.to_str().unwrap(),
+            "-v",
+            &volume,
+            "-v",
+            &cache,
+        ],
         "grep -c localhost /etc/hosts",
     )?;
     ensure(out.status.success(), describe(&out))?;
@@ -440,6 +513,16 @@ fn symlinked_etc() -> Result<(), Failed> {
     ensure(
         !outside.join("hosts").exists(),
         "mini-run created a file on the host through the image's symlink",
+    )?;
+    ensure(
+        !outside.join("made").exists(),
+        "mini-run made a directory on the host through the image's symlink",
+    )?;
+    ensure(
+        root.join(outside.strip_prefix("/").unwrap())
+            .join("made")
+            .is_dir(),
+        "the dangling link's directory was not made inside the rootfs",
     )?;
     // The volume went where / means the rootfs: into it, not to the host's /data.
     ensure(
@@ -464,9 +547,27 @@ fn started(
     ),
     Failed,
 > {
+    started_with(&[], script)
+}
+
+/// [`started`], with mini-run's own options (before `run`) first; the
+/// container's stdin is a pipe of the test's.
+fn started_with(
+    options: &[&str],
+    script: &str,
+) -> Result<
+    (
+        support::ChildGuard,
+        BufReader<std::process::ChildStdout>,
+        String,
+    ),
+    Failed,
+> {
     let mut child = spawn_group(
         cmd("mini-run")
-            .args(["run", "--", "sh", "-c", script])
+            .args(options)
+            .args(["run", "--network", "none", "--", "sh", "-c", script])
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped()),
     )?;
@@ -493,6 +594,26 @@ fn sigterm() -> Result<(), Failed> {
     let status = child.0.wait()?;
     ensure_eq(&status.code(), &Some(7), "the container's status")?;
     ensure_eq(&rest.trim(), &"got-term", "the trap ran")?;
+    left_nothing(&id)
+}
+
+fn closed_narration() -> Result<(), Failed> {
+    // `mini-run --explain run … 2>&1 | head`: the reader of the narration
+    // goes away while the container runs, and mini-run still has steps to
+    // tell (and to take: the cgroup and state to remove).
+    let (mut child, mut reader, id) = started_with(
+        &["--explain"],
+        "hostname; echo ready; read line; echo $line",
+    )?;
+    drop(child.0.stderr.take());
+    let mut stdin = child.0.stdin.take().ok_or("no stdin")?;
+    std::io::Write::write_all(&mut stdin, b"go\n")?;
+    drop(stdin);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut rest)?;
+    let status = child.0.wait()?;
+    ensure_eq(&rest.trim(), &"go", "the container read its stdin")?;
+    ensure_eq(&status.code(), &Some(0), "mini-run's status")?;
     left_nothing(&id)
 }
 
@@ -543,15 +664,271 @@ fn killed() -> Result<(), Failed> {
 }
 
 fn two_dozen() -> Result<(), Failed> {
-    let runs: Vec<_> = (0..24)
-        .map(|n| std::thread::spawn(move || container(&["--memory", "32m"], &format!("echo {n}"))))
-        .collect();
-    let mut ids = std::collections::BTreeSet::new();
-    for (n, run) in runs.into_iter().enumerate() {
-        let (out, lines) = run.join().map_err(|_| "a thread panicked")??;
-        ensure(out.status.success(), describe(&out))?;
-        ensure_eq(&lines, &vec![n.to_string()], "its output")?;
-        ids.insert(stdout(&out).lines().next().unwrap_or_default().to_string());
+    // All started at once, and all alive together: each prints its id and
+    // address, then waits for its stdin to close.
+    let sandbox = NetSandbox::new()?;
+    let mut running = Vec::new();
+    for n in 0..24 {
+        let mut child = spawn_group(
+            sandbox
+                .command(
+                    &["--memory", "32m"],
+                    &format!(
+                        "hostname; echo {n}; ip -4 -o addr show eth0; echo ready; read line; exit 0"
+                    ),
+                )
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null()),
+        )?;
+        let reader = BufReader::new(child.0.stdout.take().ok_or("no stdout")?);
+        running.push((child, reader));
     }
-    ensure_eq(&ids.len(), &24, "distinct containers")
+    let mut ids = std::collections::BTreeSet::new();
+    let mut addresses = std::collections::BTreeSet::new();
+    for (n, (_, reader)) in running.iter_mut().enumerate() {
+        let mut lines = Vec::new();
+        for line in reader.lines() {
+            let line = line?;
+            if line == "ready" {
+                break;
+            }
+            lines.push(line);
+        }
+        ensure_eq(&lines.get(1), &Some(&n.to_string()), "its output")?;
+        ids.insert(lines[0].clone());
+        addresses.insert(address_of(&lines).ok_or(format!("no address in {lines:?}"))?);
+    }
+    ensure_eq(&ids.len(), &24, "distinct containers")?;
+    ensure_eq(&addresses.len(), &24, "distinct addresses, all at once")?;
+    for (child, _) in &mut running {
+        drop(child.0.stdin.take());
+    }
+    for (child, _) in &mut running {
+        let status = child.0.wait()?;
+        ensure(status.success(), format!("a container ended with {status}"))?;
+    }
+    for id in &ids {
+        left_nothing(id)?;
+    }
+    sandbox.left_nothing()
+}
+
+/// The address in `ip -4 -o addr show eth0`'s line.
+fn address_of(lines: &[String]) -> Option<String> {
+    lines.iter().find_map(|l| {
+        let mut words = l.split_whitespace();
+        words.find(|w| *w == "inet")?;
+        Some(words.next()?.to_string())
+    })
+}
+
+/// A network namespace standing for the host, for containers on a bridge:
+/// the machine's own interfaces, routes and firewall stay untouched. Its
+/// bridge is made with veth-bridge, as `docker network create` would;
+/// mini-run runs in the namespace through nsenter, so its state and its
+/// cgroups are the machine's and the usual checks apply. Dropping it
+/// drops the namespace (and its links and rules with it) and the
+/// bridge's leases.
+struct NetSandbox {
+    dir: tempfile::TempDir,
+    bridge: String,
+}
+
+impl NetSandbox {
+    fn new() -> Result<Self, Failed> {
+        static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let sandbox = Self {
+            dir: scratch(),
+            bridge: format!("umr{}x{n}", std::process::id() % 100000),
+        };
+        let host = sandbox.netns();
+        std::fs::write(&host, "")?;
+        let made = support::run(
+            std::process::Command::new("unshare")
+                .arg(format!("--net={}", host.display()))
+                .arg("true"),
+        )?;
+        ensure(made.status.success(), describe(&made))?;
+        for script in [
+            "ip link set lo up".to_string(),
+            "echo 0 > /proc/sys/net/ipv4/ip_forward".to_string(),
+        ] {
+            let out = sandbox.exec(&["sh", "-c", &script])?;
+            ensure(out.status.success(), describe(&out))?;
+        }
+        let bin = support::bin("veth-bridge");
+        let bin = bin.to_str().ok_or("a path")?;
+        for args in [
+            vec![bin, "bridge", "add", &sandbox.bridge],
+            vec![bin, "nat", &sandbox.bridge, "on"],
+        ] {
+            let out = sandbox.exec(&args)?;
+            ensure(out.status.success(), describe(&out))?;
+        }
+        Ok(sandbox)
+    }
+
+    fn netns(&self) -> PathBuf {
+        self.dir.path().join("host")
+    }
+
+    /// A command in the sandbox's network namespace.
+    fn exec(&self, args: &[&str]) -> Result<Output, Failed> {
+        run_for(
+            std::process::Command::new("nsenter")
+                .arg(format!("--net={}", self.netns().display()))
+                .args(args),
+            60,
+        )
+    }
+
+    /// `mini-run run --network BRIDGE ARGS… -- sh -c SCRIPT` in the
+    /// sandbox.
+    fn command(&self, args: &[&str], script: &str) -> std::process::Command {
+        let mut command = std::process::Command::new("nsenter");
+        command
+            .arg(format!("--net={}", self.netns().display()))
+            .arg(support::bin("mini-run"))
+            .args(["run", "--network", &self.bridge])
+            .args(args)
+            .args(["--", "sh", "-c", script]);
+        command
+    }
+
+    fn leases(&self) -> PathBuf {
+        Path::new("/run/underhood/net").join(&self.bridge)
+    }
+
+    /// No lease, no veth and no published port is left: the bridge is as
+    /// veth-bridge made it, with NAT on.
+    fn left_nothing(&self) -> Result<(), Failed> {
+        let leases: Vec<_> = std::fs::read_dir(self.leases())?
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        ensure(leases.is_empty(), format!("leases left: {leases:?}"))?;
+        let links = self.exec(&["ip", "-o", "link", "show"])?;
+        let names: Vec<String> = stdout(&links)
+            .lines()
+            .filter_map(|l| l.split(':').nth(1))
+            .map(|n| n.trim().split('@').next().unwrap_or("").to_string())
+            .filter(|n| n != "lo" && *n != self.bridge)
+            .collect();
+        ensure(
+            names.is_empty(),
+            format!("links left in the sandbox: {names:?}"),
+        )?;
+        let rules = self.exec(&["nft", "list", "ruleset"])?;
+        ensure(
+            !stdout(&rules).contains("dnat"),
+            format!("a published port's rule is left\n{}", stdout(&rules)),
+        )
+    }
+}
+
+impl Drop for NetSandbox {
+    fn drop(&mut self) {
+        if let Ok(host) = std::fs::metadata(self.netns()) {
+            use std::os::unix::fs::MetadataExt;
+            let _ = std::fs::remove_file(format!(
+                "/run/underhood/net/.forwarding-net:[{}]",
+                host.ino()
+            ));
+        }
+        let _ = nix::mount::umount2(&self.netns(), nix::mount::MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_dir_all(self.leases());
+        let _ = std::fs::remove_dir("/run/underhood/net");
+        let _ = std::fs::remove_dir("/run/underhood");
+    }
+}
+
+fn default_bridge() -> Result<(), Failed> {
+    // The default network, in a network and mount namespace of the test's
+    // own with a tmpfs over /run: the bridge underhood0 and its state are
+    // made on first use, as on a fresh machine, and go with the namespaces.
+    let script = r#"mount -t tmpfs sandbox /run && ip link set lo up &&
+        mini-run run -- sh -c 'hostname; ip -4 -o addr show eth0; ip route; ping -c 1 -W 5 10.208.0.1 >/dev/null && echo gateway-answers' &&
+        echo "leases $(ls /run/underhood/net/underhood0 | wc -l)" &&
+        echo "containers $(ls /run/underhood/containers 2>/dev/null | wc -l)" &&
+        nft list ruleset | grep -c masquerade"#;
+    let out = run_for(
+        std::process::Command::new("/usr/bin/unshare")
+            .args([
+                "--net",
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                script,
+            ])
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    support::bin_dir().display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            ),
+        60,
+    )?;
+    ensure(out.status.success(), describe(&out))?;
+    let lines: Vec<String> = stdout(&out).lines().map(String::from).collect();
+    left_nothing(lines.first().ok_or(describe(&out))?)?;
+    ensure_eq(
+        &address_of(&lines),
+        &Some("10.208.0.2/24".to_string()),
+        "the first container's address",
+    )?;
+    for want in [
+        "default via 10.208.0.1 dev eth0",
+        "gateway-answers",
+        "leases 0",
+        "containers 0",
+        "1",
+    ] {
+        ensure(
+            lines.iter().any(|l| l.trim() == want),
+            format!("no line {want:?}\n{}", describe(&out)),
+        )?;
+    }
+    Ok(())
+}
+
+fn published_port() -> Result<(), Failed> {
+    let sandbox = NetSandbox::new()?;
+    // busybox httpd in the background; the shell waits for a line on stdin.
+    let mut child = spawn_group(
+        sandbox
+            .command(
+                &["-p", "18080:80"],
+                "hostname; mkdir /www; echo hello from the container > /www/index.html; \
+                 httpd -p 80 -h /www; echo ready; read line; exit 0",
+            )
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )?;
+    let mut reader = BufReader::new(child.0.stdout.take().ok_or("no stdout")?);
+    let mut id = String::new();
+    reader.read_line(&mut id)?;
+    let mut ready = String::new();
+    reader.read_line(&mut ready)?;
+    ensure_eq(&ready.trim(), &"ready", "the container started")?;
+    // From the sandbox host itself, and through the bridge's address.
+    for url in ["http://127.0.0.1:18080/", "http://10.208.0.1:18080/"] {
+        let out = sandbox.exec(&["curl", "-sS", "--max-time", "10", url])?;
+        ensure_eq(
+            &stdout(&out).trim(),
+            &"hello from the container",
+            &format!("curl {url}\n{}", describe(&out)),
+        )?;
+    }
+    drop(child.0.stdin.take());
+    let status = child.0.wait()?;
+    ensure_eq(&status.code(), &Some(0), "mini-run's status")?;
+    left_nothing(id.trim())?;
+    sandbox.left_nothing()
 }

@@ -71,14 +71,20 @@ pub struct RunArgs {
     #[arg(short = 'v', long = "volume", value_name = "HOST:CTR[:ro]")]
     pub volumes: Vec<String>,
 
-    /// Network: none (only loopback) or host (the host's own stack)
+    /// Network: bridge (a veth on the toolkit's bridge underhood0, made on
+    /// first use, with NAT), none (only loopback), host (the host's own
+    /// stack), or the name of a bridge made with veth-bridge bridge add
     #[arg(
         long = "network",
         alias = "net",
         value_name = "MODE",
-        default_value = "none"
+        default_value = "bridge"
     )]
     pub network: String,
+
+    /// Publish a container's port on the host: HOSTPORT:CTRPORT[/tcp|/udp]
+    #[arg(short = 'p', long = "publish", value_name = "HOST:CTR[/PROTO]")]
+    pub publish: Vec<String>,
 
     /// Remove the container when it exits (mini-run always does for now:
     /// there is no ps or rm to find it afterwards)

@@ -29,12 +29,34 @@ pub enum Root {
 }
 
 /// How the container reaches the network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Network {
     /// A network namespace of its own with only loopback.
     None,
     /// The host's network namespace: no isolation at all.
     Host,
+    /// A network namespace of its own, plugged into a bridge of the
+    /// toolkit's by a veth pair: [`DEFAULT_BRIDGE`] (made on first use,
+    /// with NAT, like docker0), or one made with `veth-bridge bridge add`.
+    Bridge(String),
+}
+
+/// The bridge `--network bridge` means, made on first use: the toolkit's
+/// docker0.
+pub const DEFAULT_BRIDGE: &str = "underhood0";
+
+/// A port published with `-p HOSTPORT:CTRPORT[/PROTO]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Port {
+    pub host: u16,
+    pub container: u16,
+    pub proto: veth_bridge::nft::Proto,
+}
+
+impl std::fmt::Display for Port {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}/{}", self.host, self.container, self.proto)
+    }
 }
 
 /// A bind mount from the host: `-v /host/path:/ctr/path[:ro]`.
@@ -68,6 +90,7 @@ pub struct Container {
     pub hostname: Option<String>,
     pub limits: Limits,
     pub network: Network,
+    pub ports: Vec<Port>,
     pub volumes: Vec<Volume>,
 }
 
@@ -121,20 +144,8 @@ impl Container {
             user,
             hostname,
             limits: limits(args)?,
-            network: match args.network.as_str() {
-                "none" => Network::None,
-                "host" => Network::Host,
-                "bridge" => {
-                    return Err(Error::usage(
-                        "--network bridge is not built yet; use none (loopback only) or host",
-                    ));
-                }
-                other => {
-                    return Err(Error::usage(format!(
-                        "--network {other:?}: not a network mode; use none (loopback only) or host"
-                    )));
-                }
-            },
+            network: network(&args.network)?,
+            ports: ports(args)?,
             volumes: args
                 .volumes
                 .iter()
@@ -325,6 +336,49 @@ fn volume(text: &str) -> Result<Volume, Error> {
         target: inside_path("-v", target)?,
         read_only,
     })
+}
+
+/// `--network none|host|bridge|BRIDGE`.
+fn network(text: &str) -> Result<Network, Error> {
+    match text {
+        "none" => Ok(Network::None),
+        "host" => Ok(Network::Host),
+        "bridge" => Ok(Network::Bridge(DEFAULT_BRIDGE.into())),
+        name => match veth_bridge::cli::interface_name("--network", name) {
+            Ok(()) => Ok(Network::Bridge(name.into())),
+            Err(_) => Err(Error::usage(format!(
+                "--network {name:?}: not a network; use bridge (the default), none, host, \
+                 or a bridge made with veth-bridge bridge add"
+            ))),
+        },
+    }
+}
+
+/// `-p HOSTPORT:CTRPORT[/PROTO]`, each host port once.
+fn ports(args: &RunArgs) -> Result<Vec<Port>, Error> {
+    let mut ports: Vec<Port> = Vec::new();
+    for text in &args.publish {
+        let (host, container, proto) = veth_bridge::nft::parse_mapping(text)
+            .map_err(|e| Error::usage(format!("-p {text}: {e}")))?;
+        if ports.iter().any(|p| p.host == host && p.proto == proto) {
+            return Err(Error::usage(format!(
+                "-p {text}: host port {host}/{proto} is published twice; give each host port once"
+            )));
+        }
+        ports.push(Port {
+            host,
+            container,
+            proto,
+        });
+    }
+    if !ports.is_empty() && !matches!(network(&args.network)?, Network::Bridge(_)) {
+        return Err(Error::usage(format!(
+            "-p publishes a port on a bridge, and --network {} has none; leave --network out \
+             (bridge is the default)",
+            args.network
+        )));
+    }
+    Ok(ports)
 }
 
 #[cfg(test)]

@@ -102,12 +102,31 @@ fn open_following(
     let Some((last, parents)) = names.split_last() else {
         return Err(Error::sys(call(), Errno::ENOENT));
     };
+    // A name that is a symlink, dangling or not: go on along what it
+    // names, resolved inside the root like everything else.
+    let follow =
+        |parent: &OwnedFd, dir: &Path, name: &std::ffi::OsStr, rest: &[&std::ffi::OsStr]| {
+            let target = nix::fcntl::readlinkat(parent.as_fd(), name).ok()?;
+            if links >= MOST_LINKS {
+                return Some(Err(Error::sys(call(), Errno::ELOOP)));
+            }
+            let next: PathBuf = std::iter::once(dir.join(PathBuf::from(target)).into_os_string())
+                .chain(rest.iter().map(|n| n.to_os_string()))
+                .collect();
+            Some(open_following(root, &next, make, links + 1))
+        };
     let mut dir = PathBuf::from("/");
-    for name in parents {
+    for (i, name) in parents.iter().enumerate() {
         let parent = openat2(root.as_fd(), &dir, how(OFlag::O_PATH | OFlag::O_DIRECTORY))
             .map_err(|e| Error::sys(call(), e))?;
         match mkdirat(parent.as_fd(), *name, Mode::from_bits_truncate(0o755)) {
-            Ok(()) | Err(Errno::EEXIST) => {}
+            Ok(()) => {}
+            Err(Errno::EEXIST) => {
+                let rest = &names[i + 1..];
+                if let Some(opened) = follow(&parent, &dir, name, rest) {
+                    return opened;
+                }
+            }
             Err(e) => {
                 return Err(Error::sys(
                     format!("mkdirat(\"{}\")", dir.join(name).display()),
@@ -132,15 +151,14 @@ fn open_following(
         .map(drop),
     };
     match made {
-        Ok(()) | Err(Errno::EEXIST) => {}
+        Ok(()) => {}
         // The name is a symlink that leads to nothing yet (an image's
-        // /etc/resolv.conf → ../run/…, say): make what it points to,
-        // resolved inside the root like everything else.
-        Err(Errno::ELOOP) if links < MOST_LINKS => {
-            let target = nix::fcntl::readlinkat(parent.as_fd(), *last)
-                .map_err(|e| Error::sys(format!("readlink(\"{}\")", path.display()), e))?;
-            let next = dir.join(PathBuf::from(target));
-            return open_following(root, &next, make, links + 1);
+        // /etc/resolv.conf → ../run/…, say, or a volume's target): make
+        // what it points to.
+        Err(Errno::EEXIST | Errno::ELOOP) => {
+            if let Some(opened) = follow(&parent, &dir, last, &[]) {
+                return opened;
+            }
         }
         Err(e) => return Err(Error::sys(format!("make \"{}\"", path.display()), e)),
     }
@@ -194,6 +212,22 @@ mod tests {
             std::fs::read_link(made.path()).unwrap(),
             root.join("run/stub.conf")
         );
+        // A dangling link as a directory, and as a parent, climbing out.
+        std::os::unix::fs::symlink("/../../srv/data", root.join("data")).unwrap();
+        let made = open(&fd, Path::new("/data"), Make::Dir).unwrap();
+        assert_eq!(
+            std::fs::read_link(made.path()).unwrap(),
+            root.join("srv/data")
+        );
+        std::os::unix::fs::symlink("../../var/lib", root.join("lib")).unwrap();
+        let made = open(&fd, Path::new("/lib/app/x"), Make::Dir).unwrap();
+        assert_eq!(
+            std::fs::read_link(made.path()).unwrap(),
+            root.join("var/lib/app/x")
+        );
+        // A loop ends in an error, not a stack overflow.
+        std::os::unix::fs::symlink("loop", root.join("loop")).unwrap();
+        assert!(open(&fd, Path::new("/loop"), Make::Dir).is_err());
         std::fs::remove_dir_all(&scratch).unwrap();
     }
 }

@@ -3,7 +3,8 @@
 //! `docker run`, built to be read. A container is not a thing the kernel
 //! knows: it is an ordinary process that mini-run starts in new
 //! namespaces (ns-unshare), in a cgroup with limits (cg-limit), on an
-//! overlay of an image's layers (overlay-stack), with the mounts, the
+//! overlay of an image's layers (overlay-stack), on a bridge with an
+//! address and published ports (veth-bridge), with the mounts, the
 //! `pivot_root` and the security defaults Docker gives every container.
 //! mini-run composes the other tools' libraries and shows each step as the
 //! standalone command or kernel call it is (`--explain`, `--dry-run`).
@@ -12,6 +13,7 @@
 //! * [`container`] checks the flags into a [`container::Container`];
 //! * [`plan`] turns it into the steps of the caller, the parent and the
 //!   child, which [`run`] executes;
+//! * [`network`] connects the container to a bridge, and back;
 //! * [`inroot`] resolves mount targets inside the rootfs, never outside;
 //! * [`security`] holds Docker's defaults: capabilities, masked and
 //!   read-only paths;
@@ -20,6 +22,7 @@
 pub mod cli;
 pub mod container;
 pub mod inroot;
+pub mod network;
 pub mod plan;
 pub mod run;
 pub mod security;

@@ -9,14 +9,19 @@ use mini_run::{plan, run};
 use steps::{Error, Narrator};
 
 fn main() -> ExitCode {
-    steps::sys::restore_sigpipe();
+    // SIGPIPE stays ignored here, unlike in the other tools: a narration
+    // piped into `head` must not kill mini-run half-way through setting up
+    // a container, which would leave its cgroup and state behind. The
+    // narrator drops what it cannot write; the command gets SIGPIPE back.
     let cli: Cli = steps::cli::parse_or_exit("mini-run", steps::exit::SETUP);
     let narrator = cli.steps.narrator("mini-run");
     match &cli.command {
         Command::Cleanup => match cg_limit::open().and_then(|fs| run::cleanup(&*fs, &narrator)) {
             Ok(lines) => {
+                use std::io::Write;
+                let mut out = std::io::stdout().lock();
                 for line in lines {
-                    println!("{line}");
+                    let _ = writeln!(out, "{line}");
                 }
                 ExitCode::SUCCESS
             }
@@ -44,6 +49,9 @@ fn go(args: &RunArgs, narrator: &Narrator) -> Result<ExitCode, Error> {
         return Err(Error::setup(
             "mini-run run needs root for now (namespaces, mounts and cgroups on the host); run it with sudo",
         ));
+    }
+    if let mini_run::container::Network::Bridge(name) = &container.network {
+        mini_run::network::check(name)?;
     }
     let fs = cg_limit::open()?;
     let default_rootfs = match container.root {

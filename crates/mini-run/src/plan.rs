@@ -22,7 +22,7 @@ use ns_unshare::Namespace;
 use overlay_stack::stack::{Stack, Writable};
 use steps::{Chapter, Error, Plan, Side, Sided, Step, chapter};
 
-use crate::container::{Container, Network, Root};
+use crate::container::{Container, DEFAULT_BRIDGE, Network, Port, Root};
 use crate::inroot::Make;
 use crate::security;
 use crate::state::{self, Dirs, Id};
@@ -72,6 +72,18 @@ pub enum Op {
     /// Parent: move the child into the cgroup, before it runs anything.
     JoinCgroup {
         dirs: Vec<PathBuf>,
+    },
+    /// Parent: plug the child's network namespace into a bridge with a
+    /// veth pair, by veth-bridge's library: the bridge made first if it is
+    /// the default and missing, NAT on, then the ports published.
+    Connect {
+        bridge: String,
+        ports: Vec<Port>,
+    },
+    /// Parent: the container's address back, its published ports removed
+    /// (its veth pair went with its network namespace).
+    Disconnect {
+        bridge: String,
     },
     /// Parent: tell the child to go on.
     Release,
@@ -209,6 +221,8 @@ impl Step for Op {
                 .map(|d| format!("write {} \"$CHILD\"", quoted(&d.join("cgroup.procs"))))
                 .collect::<Vec<_>>()
                 .join("; "),
+            Op::Connect { bridge, ports } => connect_commands(bridge, ports),
+            Op::Disconnect { bridge } => format!("veth-bridge disconnect {bridge} --pid $CHILD"),
             Op::Release => "write(sync pipe, \"go\")".into(),
             Op::Wait => "waitpid(child)".into(),
             Op::RemoveCgroup { name } => format!("cg-limit cleanup {name}"),
@@ -242,7 +256,7 @@ impl Step for Op {
                 );
                 if b.read_only {
                     call.push_str(&format!(
-                        "; mount(NULL, \"$ROOTFS{}\", NULL, MS_BIND|MS_REMOUNT|MS_RDONLY, NULL)",
+                        "; mount_setattr(\"$ROOTFS{}\", AT_RECURSIVE, MOUNT_ATTR_RDONLY)",
                         b.target.display()
                     ));
                 }
@@ -290,7 +304,10 @@ impl Step for Op {
             Op::Cgroup { .. } => "every container gets a cgroup, limited or not: it holds the limits, counts what the container uses, and lets mini-run end every process in it".into(),
             Op::Clone(_) => "the container's first process is born in new namespaces, and is pid 1 in its PID namespace".into(),
             Op::JoinCgroup { .. } => "the child joins the cgroup before it runs anything, so all it starts is counted and limited".into(),
-            Op::Release => "the cgroup is ready: the child may build the container".into(),
+            Op::Connect { ports, .. } if !ports.is_empty() => "the container's eth0, an address of the bridge's subnet and a route through its gateway, NAT to reach out, and its ports published on the host, as Docker's default network does".into(),
+            Op::Connect { .. } => "the container's eth0, an address of the bridge's subnet and a route through its gateway, and NAT to reach out, as Docker's default network does".into(),
+            Op::Disconnect { .. } => "the kernel took the veth pair with the network namespace; its address and published ports are given back".into(),
+            Op::Release => "the cgroup and network are ready: the child may build the container".into(),
             Op::Wait => "wait for the container's command and exit with its status; SIGINT, SIGTERM and SIGHUP are passed on to it".into(),
             Op::RemoveCgroup { .. } => "end whatever is left in the container's cgroup and remove it".into(),
             Op::RemoveState { .. } => "the upper layer and the /etc files go with the container (as with docker run --rm)".into(),
@@ -335,6 +352,8 @@ impl Step for Op {
             | Op::DropCapabilities(_)
             | Op::NoNewPrivileges
             | Op::CloseFds => chapter::SECURITY,
+            Op::Connect { ports, .. } if !ports.is_empty() => chapter::NAT,
+            Op::Connect { .. } | Op::Disconnect { .. } => chapter::NETWORK,
             Op::Clone(_) | Op::Wait | Op::AwaitParent | Op::DeathSignal | Op::Release => {
                 chapter::CONTAINERS
             }
@@ -432,6 +451,25 @@ const DEV_LINKS: [(&str, &str); 5] = [
     ("pts/ptmx", "/dev/ptmx"),
 ];
 
+/// `veth-bridge …` commands that connect the container as
+/// [`Op::Connect`] does.
+fn connect_commands(bridge: &str, ports: &[Port]) -> String {
+    let mut commands = Vec::new();
+    if bridge == DEFAULT_BRIDGE {
+        commands.push(format!(
+            "veth-bridge bridge add {bridge} (if missing); veth-bridge nat {bridge} on"
+        ));
+    }
+    commands.push(format!("veth-bridge connect {bridge} --pid $CHILD"));
+    for port in ports {
+        commands.push(format!(
+            "veth-bridge publish {bridge} {}:{}/{} --to $ADDR",
+            port.host, port.container, port.proto
+        ));
+    }
+    commands.join("; ")
+}
+
 /// The namespaces the container's first process is cloned into.
 pub fn namespaces(container: &Container) -> Vec<Namespace> {
     let mut namespaces = vec![
@@ -510,8 +548,12 @@ pub fn run_plan(
         Caller,
         Op::WriteFile {
             path: dirs.etc("resolv.conf"),
-            content: state::resolv_conf(&host_resolv),
-            why: "the host's /etc/resolv.conf, without nameservers on loopback: 127.0.0.53 means nothing in another network namespace",
+            content: state::resolv_conf(&host_resolv, container.network != Network::Host),
+            why: if container.network == Network::Host {
+                "the host's /etc/resolv.conf, as it is: the container shares the host's network"
+            } else {
+                "the host's /etc/resolv.conf, without nameservers on loopback: 127.0.0.53 means nothing in another network namespace"
+            },
         },
     );
     push(
@@ -533,6 +575,15 @@ pub fn run_plan(
                 .collect(),
         },
     );
+    if let Network::Bridge(bridge) = &container.network {
+        push(
+            Parent,
+            Op::Connect {
+                bridge: bridge.clone(),
+                ports: container.ports.clone(),
+            },
+        );
+    }
     push(Parent, Op::Release);
 
     push(Child, Op::AwaitParent);
@@ -640,6 +691,14 @@ pub fn run_plan(
     );
 
     push(Parent, Op::Wait);
+    if let Network::Bridge(bridge) = &container.network {
+        push(
+            Parent,
+            Op::Disconnect {
+                bridge: bridge.clone(),
+            },
+        );
+    }
     push(Parent, Op::RemoveCgroup { name: cgroup_name });
     push(Parent, Op::RemoveState { dir: dirs.dir });
     Ok(plan)

@@ -24,10 +24,16 @@ use steps::process::{Exit, Supervision};
 use steps::sys::{Fork, clone_into};
 use steps::{Error, Narrator, Plan, Side, Step};
 
+use crate::container::Port;
 use crate::inroot::{self, Make};
+use crate::network::{self, Attachment};
 use crate::plan::{Op, RunStep};
 use crate::security;
 use crate::state::STATE_DIR;
+
+/// The file in a container's state directory that says where it is
+/// connected: `BRIDGE HOST-END`.
+const NETWORK_RECORD: &str = "network";
 
 struct Executor<'a> {
     narrator: &'a Narrator,
@@ -43,6 +49,8 @@ struct Executor<'a> {
     report: Option<File>,
     state: Option<(PathBuf, Flock<File>)>,
     cgroup: Option<(cg_limit::Name, Option<Flock<File>>)>,
+    /// Parent: the container's place on a bridge, once taken.
+    network: Option<Attachment>,
     /// Child: the container's root filesystem, once mounted.
     root: Option<OwnedFd>,
     /// Child: the root was moved over / rather than pivoted to.
@@ -67,6 +75,7 @@ pub fn run(plan: &Plan<RunStep>, narrator: &Narrator, fs: &dyn CgroupFs) -> Resu
         report: None,
         state: None,
         cgroup: None,
+        network: None,
         root: None,
         moved_root: false,
         exit: None,
@@ -115,6 +124,8 @@ impl Executor<'_> {
                     cg_limit::cgfs::write(&dir.join("cgroup.procs"), &child).map_err(sys)?;
                 }
             }
+            Op::Connect { bridge, ports } => self.connect(bridge, ports)?,
+            Op::Disconnect { .. } => self.disconnect()?,
             Op::Release => {
                 let sync = self.sync.as_mut().expect("cloned");
                 sync.write_all(b"g").map_err(|e| Error::io(call(), &e))?;
@@ -200,7 +211,21 @@ impl Executor<'_> {
                 )
                 .map_err(sys)?;
                 if b.read_only {
-                    self.remount_read_only(&b.target, MsFlags::empty(), call)?;
+                    // Read-only all the way down, as Docker 25 does: a
+                    // mount inside the volume's source stays covered.
+                    let top = inroot::open(self.root(), &b.target, Make::Nothing)?;
+                    match steps::sys::read_only_recursive(top.fd.as_fd()) {
+                        Ok(()) => {}
+                        Err(Errno::ENOSYS) => {
+                            self.remount_read_only(&b.target, MsFlags::empty(), call)?
+                        }
+                        Err(e) => {
+                            return Err(Error::sys(
+                                "mount_setattr(MOUNT_ATTR_RDONLY, AT_RECURSIVE)",
+                                e,
+                            ));
+                        }
+                    }
                 }
             }
             Op::Symlink { target, link } => {
@@ -428,6 +453,33 @@ impl Executor<'_> {
         Ok(())
     }
 
+    fn connect(&mut self, bridge: &str, ports: &[Port]) -> Result<(), Error> {
+        let child = self.child.expect("cloned");
+        let attachment = network::attachment(bridge, child)?;
+        // Recorded before anything is made: after a SIGKILL, mini-run
+        // cleanup finds what to give back here.
+        if let Some((dir, _)) = &self.state {
+            let record = dir.join(NETWORK_RECORD);
+            std::fs::write(&record, attachment.record())
+                .map_err(|e| Error::io(format!("write \"{}\"", record.display()), &e))?;
+        }
+        self.network = Some(attachment);
+        let narrator = narrator_for("veth-bridge", self.narrator);
+        let addr = network::connect(bridge, child, ports, &narrator)?;
+        self.narrator
+            .note(&format!("the container's eth0 is {addr} on {bridge}"));
+        Ok(())
+    }
+
+    fn disconnect(&mut self) -> Result<(), Error> {
+        match self.network.take() {
+            Some(attachment) => {
+                network::disconnect(&attachment, &narrator_for("veth-bridge", self.narrator))
+            }
+            None => Ok(()),
+        }
+    }
+
     fn wait(&mut self) -> Result<(), Error> {
         let child = self.child.expect("cloned");
         // The child either reports why it could not run the command, or
@@ -503,6 +555,8 @@ impl Executor<'_> {
         if let Err(e) = self.supervision.release_in_child() {
             return Error::sys("sigprocmask", e);
         }
+        // mini-run ignores SIGPIPE (see main); the command must not.
+        steps::sys::restore_sigpipe();
         let errno = nix::unistd::execve(&path, &args, &vars).unwrap_err();
         exec_error(&argv[0], errno, path_var)
     }
@@ -521,6 +575,7 @@ impl Executor<'_> {
             let _ = waitpid(child, None);
         }
         self.sync = None;
+        let _ = self.disconnect();
         let _ = self.remove_cgroup();
         self.remove_state();
         self.narrator
@@ -655,6 +710,12 @@ pub fn cleanup(fs: &dyn CgroupFs, narrator: &Narrator) -> Result<Vec<String>, Er
             said.push(format!("kept {short}: its mini-run is running"));
             continue;
         };
+        if let Some(attachment) = std::fs::read_to_string(dir.join(NETWORK_RECORD))
+            .ok()
+            .and_then(|text| Attachment::parse(&text))
+        {
+            network::disconnect(&attachment, &narrator_for("veth-bridge", narrator))?;
+        }
         let cgroup_name =
             cg_limit::Name::parse(&format!("mini-run-{short}")).map_err(Error::setup)?;
         let cgroup = fs.layout().cgroup(&cgroup_name);

@@ -83,10 +83,13 @@ pub fn hosts(hostname: &str) -> String {
     )
 }
 
-/// `/etc/resolv.conf`: the host's, without the nameservers on loopback
-/// (a systemd-resolved 127.0.0.53 means nothing inside another network
-/// namespace), and Docker's fallback when none is left.
-pub fn resolv_conf(host: &str) -> String {
+/// `/etc/resolv.conf`: the host's; in a network namespace of its own,
+/// without the nameservers on loopback (a systemd-resolved 127.0.0.53
+/// means nothing there), and Docker's fallback when none is left.
+pub fn resolv_conf(host: &str, own_network: bool) -> String {
+    if !own_network {
+        return host.to_string();
+    }
     let mut out = String::new();
     let mut servers = 0;
     for line in host.lines() {
@@ -123,12 +126,17 @@ mod tests {
     #[test]
     fn loopback_nameservers_are_dropped() {
         assert_eq!(
-            resolv_conf("nameserver 127.0.0.53\nsearch lan\n"),
+            resolv_conf("nameserver 127.0.0.53\nsearch lan\n", true),
             "search lan\nnameserver 8.8.8.8\nnameserver 8.8.4.4\n"
         );
         assert_eq!(
-            resolv_conf("nameserver 10.0.0.1\n"),
+            resolv_conf("nameserver 10.0.0.1\n", true),
             "nameserver 10.0.0.1\n"
+        );
+        // The host's network: its resolver on loopback works there.
+        assert_eq!(
+            resolv_conf("nameserver 127.0.0.53\n", false),
+            "nameserver 127.0.0.53\n"
         );
     }
 }

@@ -571,16 +571,34 @@ pub fn disconnect(
     nl: &Netlink,
 ) -> Result<Plan<Op>, Error> {
     let host = host_end(&netns.path)?;
-    let linked = nl.link_index(&host)?.is_some();
-    let leased = bridge.leases.find(&host);
-    if !linked && leased.is_none() {
+    let plan = disconnect_end(bridge, &host, table, nl)?;
+    if plan.is_empty() {
         return Err(Error::usage(format!(
             "{} is not connected to {} (no link {host}); see veth-bridge show",
             netns.path.display(),
             bridge.name
         )));
     }
+    Ok(plan)
+}
+
+/// Disconnects the veth pair whose host end is `host`, by that name alone:
+/// for a namespace that is gone (its container ended, and the kernel took
+/// the pair with it), the lease and the published ports remain to undo.
+/// Empty when there is nothing of `host`'s.
+pub fn disconnect_end(
+    bridge: &Bridge,
+    host: &str,
+    table: &Table,
+    nl: &Netlink,
+) -> Result<Plan<Op>, Error> {
+    let host = host.to_string();
+    let linked = nl.link_index(&host)?.is_some();
+    let leased = bridge.leases.find(&host);
     let mut plan = Plan::new();
+    if !linked && leased.is_none() {
+        return Ok(plan);
+    }
     if let Some(addr) = leased {
         // As docker stop takes a container's published ports with it.
         let rest = delete_rules(
@@ -878,7 +896,13 @@ pub fn execute(plan: &Plan<Op>, narrator: &Narrator) -> Result<(), Error> {
             }
             Op::DeleteLink { name, .. } => {
                 if let Some(index) = host.link_index(name)? {
-                    host.delete_link(index)?;
+                    // A veth whose namespace is going may vanish between
+                    // the two requests: gone is what was asked for.
+                    if let Err(e) = host.delete_link(index) {
+                        if host.link_index(name)?.is_some() {
+                            return Err(e);
+                        }
+                    }
                 }
             }
             Op::ReleaseLease { dir, holder } => {

@@ -32,9 +32,16 @@
 //! holds a rootfs with the same stamp is kept as it is ("up to date"), one
 //! with another stamp is replaced, and a directory holding anything else is
 //! refused.
+//!
+//! Computing the stamp runs busybox and hashes it, too slow for every
+//! container. [`ensure_default`], which `mini-run` calls for each one,
+//! keeps busybox's [`fingerprint`] beside the cached tree and, while
+//! `stat(2)` still shows the same file, keeps the tree without computing
+//! the stamp again.
 
 pub mod busybox;
 pub mod elf;
+pub mod fingerprint;
 pub mod host;
 pub mod ldso;
 pub mod op;
@@ -48,6 +55,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use nix::errno::Errno;
 use steps::{Error, Narrator, Plan};
 
+use fingerprint::{Fingerprint, Record};
 pub use op::{EtcFile, Op, Role};
 use stamp::Stamp;
 
@@ -328,10 +336,8 @@ fn leftovers(parent: &Path, name: &std::ffi::OsStr) -> Vec<PathBuf> {
     found
 }
 
-/// The plan that builds a rootfs from `source` at `dir`. Reads what it
-/// needs (`busybox --list-full`, `ld.so --list`, the files' hashes, DIR's
-/// stamp) but writes nothing.
-pub fn plan(dir: &Path, source: &Source) -> Result<Plan<Op>, Error> {
+/// DIR as an absolute path, with its parent and its name.
+fn dir_parts(dir: &Path) -> Result<(PathBuf, PathBuf, std::ffi::OsString), Error> {
     let dir = std::path::absolute(dir).map_err(|_| {
         Error::usage(format!(
             "{:?} is not a directory's path",
@@ -344,13 +350,46 @@ pub fn plan(dir: &Path, source: &Source) -> Result<Plan<Op>, Error> {
             dir.display()
         )));
     };
+    let (name, parent) = (name.to_os_string(), parent.to_path_buf());
+    Ok((dir, parent, name))
+}
+
+/// The plan that builds a rootfs from `source` at `dir`. Reads what it
+/// needs (`busybox --list-full`, `ld.so --list`, the files' hashes, DIR's
+/// stamp) but writes nothing.
+pub fn plan(dir: &Path, source: &Source) -> Result<Plan<Op>, Error> {
+    plan_remembering(dir, source, None)
+}
+
+/// [`plan`], and with a `fingerprint` of busybox taken before it was run,
+/// a step that keeps it beside DIR with the stamp, for
+/// [`plan_if_unchanged`] to find.
+fn plan_remembering(
+    dir: &Path,
+    source: &Source,
+    fingerprint: Option<Fingerprint>,
+) -> Result<Plan<Op>, Error> {
+    let (dir, parent, name) = dir_parts(dir)?;
     let content = Content::gather(source)?;
     let found = look_at(&dir, &content.stamp)?;
+    let remember = match (fingerprint, fingerprint::path_for(&dir)) {
+        (Some(fingerprint), Some(path)) => Some(Op::RecordStat {
+            path,
+            record: Record {
+                fingerprint,
+                stamp: content.stamp.clone(),
+            },
+        }),
+        _ => None,
+    };
     let mut plan = Plan::new();
-    for path in leftovers(parent, name) {
+    for path in leftovers(&parent, &name) {
         plan.push(Op::RemoveLeftover { path });
     }
     if found == Found::UpToDate {
+        if let Some(remember) = remember {
+            plan.push(remember);
+        }
         plan.push(Op::Keep { dir });
         return Ok(plan);
     }
@@ -367,7 +406,7 @@ pub fn plan(dir: &Path, source: &Source) -> Result<Plan<Op>, Error> {
     ));
     if !parent.is_dir() {
         plan.push(Op::MakeParents {
-            dir: parent.to_path_buf(),
+            dir: parent.clone(),
         });
     }
     plan.push(Op::MakeStaging {
@@ -409,6 +448,9 @@ pub fn plan(dir: &Path, source: &Source) -> Result<Plan<Op>, Error> {
         file: EtcFile::Stamp,
     });
     let stamp = content.stamp;
+    if let Some(remember) = remember {
+        plan.push(remember);
+    }
     match found {
         Found::Stale => {
             plan.push(Op::Exchange {
@@ -521,12 +563,55 @@ fn refuse_if_mounted(dir: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+/// The plan that keeps the rootfs at `dir` without computing its stamp:
+/// `busybox` has the fingerprint recorded beside DIR, and DIR the stamp
+/// recorded with it. `None` when anything differs or is missing; then
+/// only [`plan`] can tell. Runs nothing: a `stat(2)` of busybox, the
+/// record, DIR's stamp, and a look for leftovers beside DIR.
+pub fn plan_if_unchanged(dir: &Path, busybox: &Path) -> Option<Plan<Op>> {
+    let (dir, parent, name) = dir_parts(dir).ok()?;
+    let now = Fingerprint::of(busybox)?;
+    let record = Record::read(&dir)?;
+    if !record.holds_for(busybox, &now) || look_at(&dir, &record.stamp).ok()? != Found::UpToDate {
+        return None;
+    }
+    let mut plan = Plan::new();
+    for path in leftovers(&parent, &name) {
+        plan.push(Op::RemoveLeftover { path });
+    }
+    plan.push(Op::StatBusybox {
+        busybox: busybox.to_path_buf(),
+        record: fingerprint::path_for(&dir)?,
+    });
+    plan.push(Op::Keep { dir });
+    Some(plan)
+}
+
 /// The cached default rootfs, built first if it is missing or stale (its
 /// source changed). With a `--dry-run` narrator nothing is built.
+///
+/// While the first busybox on `$PATH` is unchanged since its stamp was
+/// last computed ([`plan_if_unchanged`]), nothing is run; otherwise the
+/// source is detected and planned as `overlay-stack rootfs` does, and the
+/// plan also records busybox's fingerprint for the next time.
 pub fn ensure_default(narrator: &Narrator) -> Result<PathBuf, Error> {
     let dir = default_dir();
-    let source = Source::detect(false)?;
-    let plan = plan(&dir, &source)?;
+    let unchanged = busybox::find().and_then(|busybox| plan_if_unchanged(&dir, &busybox));
+    let plan = match unchanged {
+        Some(plan) => plan,
+        None => {
+            let source = Source::detect(false)?;
+            // Taken before busybox is run and hashed: a change after this
+            // moves its ctime, and the next run sees the difference.
+            let fingerprint = match &source {
+                Source::Busybox { path } => {
+                    Fingerprint::of(path).filter(|f| f.settled_at(std::time::SystemTime::now()))
+                }
+                Source::Host => None,
+            };
+            plan_remembering(&dir, &source, fingerprint)?
+        }
+    };
     if !narrator.is_dry_run() {
         build(&plan, narrator)?;
     }

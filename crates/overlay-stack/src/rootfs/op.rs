@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use steps::{Chapter, Error, Narrator, Step, chapter};
 
+use super::fingerprint::Record;
 use super::stamp::{self, Stamp};
 use super::{Built, busybox, io_error};
 
@@ -39,6 +40,12 @@ pub enum EtcFile {
 /// One step of a rootfs build.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
+    /// busybox's `stat(2)` is as the record beside DIR says it was when
+    /// the stamp was computed, so the stamp is known without running it.
+    StatBusybox { busybox: PathBuf, record: PathBuf },
+    /// Keep busybox's `stat(2)` and the stamp it gave beside DIR, for the
+    /// next check to need no more than that.
+    RecordStat { path: PathBuf, record: Record },
     /// DIR already holds a rootfs from the same source: the plan's end.
     Keep { dir: PathBuf },
     /// A staging tree of an earlier build that was killed.
@@ -133,6 +140,12 @@ fn mode_note(mode: u32) -> String {
 impl Step for Op {
     fn call(&self) -> String {
         match self {
+            Self::StatBusybox { busybox, record } => format!(
+                "stat(\"{}\"): as in \"{}\"",
+                busybox.display(),
+                record.display()
+            ),
+            Self::RecordStat { path, .. } => format!("write \"{}\"", path.display()),
             Self::Keep { dir } => format!("read \"{}\"", dir.join(stamp::FILE).display()),
             Self::MakeParents { dir } => format!("mkdir -p \"{}\"", dir.display()),
             Self::MakeStaging { staging } => format!("mkdir(\"{}\", 0755)", staging.display()),
@@ -178,6 +191,12 @@ impl Step for Op {
 
     fn why(&self) -> String {
         match self {
+            Self::StatBusybox { .. } => "same device, inode, size, mtime and ctime as when its \
+                 stamp was computed: the stamp is known without running busybox"
+                .into(),
+            Self::RecordStat { .. } => "busybox's stat(2) beside the stamp it gave: while stat \
+                 says the same, the next run needs nothing more to know the stamp"
+                .into(),
             Self::Keep { .. } => {
                 "the rootfs there was built from the same source: it is kept as it is".into()
             }
@@ -271,6 +290,18 @@ impl Op {
     /// links). A `Break` ends the build early with its result.
     pub fn run(&self, narrator: &Narrator, files: &mut usize) -> Result<ControlFlow<Built>, Error> {
         match self {
+            // Checked when the plan was made, as Keep's stamp was read.
+            Self::StatBusybox { .. } => {}
+            // Only a shortcut: without it the next run takes the long way.
+            Self::RecordStat { path, record } => {
+                if let Err(e) = std::fs::write(path, record.render()) {
+                    narrator.note(&format!(
+                        "{} failed ({}): the next run checks busybox the long way",
+                        self.call(),
+                        steps::error::describe_io(&e)
+                    ));
+                }
+            }
             Self::Keep { dir } => {
                 return Ok(ControlFlow::Break(Built::UpToDate { dir: dir.clone() }));
             }

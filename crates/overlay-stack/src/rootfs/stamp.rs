@@ -49,20 +49,23 @@ impl Stamp {
             "# What this root filesystem was built from, written last by\n\
              # `overlay-stack rootfs`: a build from the same source keeps it.\n",
         );
-        let mut field = |key: &str, value: &str| {
-            text.push_str(&format!("{key}=\"{}\"\n", escape(value)));
-        };
-        field("NAME", "underhood rootfs");
-        field("ID", ID);
-        field("VERSION_ID", &self.layout.to_string());
-        field("SOURCE", &self.source);
+        text.push_str(&self.fields());
+        text
+    }
+
+    /// The `KEY="value"` lines, without the comment above them.
+    pub fn fields(&self) -> String {
+        let mut text = line("NAME", "underhood rootfs");
+        text.push_str(&line("ID", ID));
+        text.push_str(&line("VERSION_ID", &self.layout.to_string()));
+        text.push_str(&line("SOURCE", &self.source));
         if let Some(path) = &self.path {
-            field("SOURCE_PATH", path);
+            text.push_str(&line("SOURCE_PATH", path));
         }
         if let Some(version) = &self.version {
-            field("SOURCE_VERSION", version);
+            text.push_str(&line("SOURCE_VERSION", version));
         }
-        field("SOURCE_SHA256", &self.sha256);
+        text.push_str(&line("SOURCE_SHA256", &self.sha256));
         text
     }
 
@@ -78,12 +81,7 @@ impl Stamp {
             version: None,
             sha256: String::new(),
         };
-        for line in text.lines().map(str::trim) {
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let (key, value) = line.split_once('=')?;
-            let value = unquote(value)?;
+        for (key, value) in pairs(text)? {
             match key {
                 "ID" => id = Some(value),
                 "VERSION_ID" => layout = value.parse().ok(),
@@ -105,6 +103,25 @@ impl Stamp {
     pub fn read(root: &Path) -> Option<Self> {
         Self::parse(&std::fs::read_to_string(root.join(FILE)).ok()?)
     }
+}
+
+/// One `KEY="value"` line.
+pub(super) fn line(key: &str, value: &str) -> String {
+    format!("{key}=\"{}\"\n", escape(value))
+}
+
+/// The `KEY=value` lines of an os-release text, with their values
+/// unquoted; comments and blank lines are skipped. `None` if a line is
+/// neither, or its quotes do not close (a file cut short).
+pub(super) fn pairs(text: &str) -> Option<Vec<(&str, String)>> {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(|line| {
+            let (key, value) = line.split_once('=')?;
+            Some((key, unquote(value)?))
+        })
+        .collect()
 }
 
 /// A backslash before the characters a shell would treat specially inside

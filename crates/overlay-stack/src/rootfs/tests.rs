@@ -418,3 +418,205 @@ fn leftovers_of_killed_builds_are_removed_but_no_live_ones() {
     assert!(!killed.exists());
     assert!(fresh.exists() && running.exists() && other.exists());
 }
+
+/// A rootfs at `TMP/rootfs` whose stamp names `TMP/bin/busybox`, and the
+/// record beside it of that file's fingerprint. The check by `stat(2)`
+/// never runs or reads busybox, so a stand-in file will do.
+fn recorded_rootfs(tmp: &Path) -> (PathBuf, PathBuf, Record) {
+    let busybox = tmp.join("bin/busybox");
+    std::fs::create_dir_all(tmp.join("bin")).unwrap();
+    std::fs::write(&busybox, "a stand-in for busybox").unwrap();
+    let dir = tmp.join("rootfs");
+    std::fs::create_dir_all(dir.join("etc")).unwrap();
+    let stamp = Stamp {
+        layout: stamp::LAYOUT,
+        source: stamp::BUSYBOX.into(),
+        path: Some(busybox.display().to_string()),
+        version: Some("BusyBox v1.35.0".into()),
+        sha256: "ab".repeat(32),
+    };
+    std::fs::write(dir.join(stamp::FILE), stamp.render()).unwrap();
+    let record = Record {
+        fingerprint: Fingerprint::of(&busybox).unwrap(),
+        stamp,
+    };
+    write_record(&dir, &record);
+    (dir, busybox, record)
+}
+
+fn write_record(dir: &Path, record: &Record) {
+    std::fs::write(fingerprint::path_for(dir).unwrap(), record.render()).unwrap();
+}
+
+#[test]
+fn an_unchanged_busybox_keeps_the_rootfs_on_stat_alone() {
+    let tmp = scratch();
+    let (dir, busybox, _) = recorded_rootfs(tmp.path());
+    let plan = plan_if_unchanged(&dir, &busybox).expect("the record holds");
+    assert_eq!(
+        plan.calls(),
+        [
+            format!(
+                "stat(\"{}\"): as in \"{}/.rootfs.source-stat\"",
+                busybox.display(),
+                tmp.path().display()
+            ),
+            format!("read \"{}/etc/underhood-release\"", dir.display()),
+        ]
+    );
+    assert_eq!(
+        build(&plan, &Narrator::quiet("test")).unwrap(),
+        Built::UpToDate { dir: dir.clone() }
+    );
+    // Leftovers of killed builds are removed on this path too.
+    let killed = tmp.path().join(".rootfs.staging-999999999-0");
+    std::fs::create_dir(&killed).unwrap();
+    std::fs::File::open(&killed)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(7200))
+        .unwrap();
+    let plan = plan_if_unchanged(&dir, &busybox).unwrap();
+    assert_eq!(plan.calls()[0], format!("rm -r \"{}\"", killed.display()));
+}
+
+#[test]
+fn a_changed_busybox_needs_the_long_check() {
+    // Written in place: another size (and mtime and ctime).
+    let tmp = scratch();
+    let (dir, busybox, _) = recorded_rootfs(tmp.path());
+    std::fs::write(&busybox, "a newer stand-in for busybox").unwrap();
+    assert_eq!(plan_if_unchanged(&dir, &busybox), None);
+
+    // Replaced by a file of the same size and contents: another inode.
+    let tmp = scratch();
+    let (dir, busybox, _) = recorded_rootfs(tmp.path());
+    let new = tmp.path().join("bin/busybox.new");
+    std::fs::copy(&busybox, &new).unwrap();
+    std::fs::rename(&new, &busybox).unwrap();
+    assert_eq!(plan_if_unchanged(&dir, &busybox), None);
+
+    // Its mtime set back by hand, as `touch -d` or `cp -p` would.
+    let tmp = scratch();
+    let (dir, busybox, _) = recorded_rootfs(tmp.path());
+    std::fs::File::options()
+        .write(true)
+        .open(&busybox)
+        .unwrap()
+        .set_modified(std::time::SystemTime::UNIX_EPOCH)
+        .unwrap();
+    assert_eq!(plan_if_unchanged(&dir, &busybox), None);
+
+    // Gone.
+    std::fs::remove_file(&busybox).unwrap();
+    assert_eq!(plan_if_unchanged(&dir, &busybox), None);
+}
+
+#[test]
+fn a_missing_or_foreign_record_needs_the_long_check() {
+    let tmp = scratch();
+    let (dir, busybox, record) = recorded_rootfs(tmp.path());
+    let record_path = fingerprint::path_for(&dir).unwrap();
+
+    // No record, or one cut short.
+    std::fs::remove_file(&record_path).unwrap();
+    assert_eq!(plan_if_unchanged(&dir, &busybox), None);
+    let text = record.render();
+    std::fs::write(&record_path, &text[..text.len() - 10]).unwrap();
+    assert_eq!(plan_if_unchanged(&dir, &busybox), None);
+
+    // A record from a builder of another layout.
+    let mut older = record.clone();
+    older.stamp.layout = stamp::LAYOUT - 1;
+    write_record(&dir, &older);
+    assert_eq!(plan_if_unchanged(&dir, &busybox), None);
+
+    // The same file by another path: the stamp names its path.
+    write_record(&dir, &record);
+    let link = tmp.path().join("busybox-link");
+    std::os::unix::fs::symlink(&busybox, &link).unwrap();
+    assert_eq!(plan_if_unchanged(&dir, &link), None);
+    assert!(plan_if_unchanged(&dir, &busybox).is_some());
+
+    // DIR rebuilt from another source since (overlay-stack rootfs
+    // --from-host): its stamp is not the recorded one.
+    let host = Stamp {
+        source: stamp::HOST_BINARIES.into(),
+        path: None,
+        version: None,
+        ..record.stamp.clone()
+    };
+    std::fs::write(dir.join(stamp::FILE), host.render()).unwrap();
+    assert_eq!(plan_if_unchanged(&dir, &busybox), None);
+
+    // DIR removed.
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(plan_if_unchanged(&dir, &busybox), None);
+}
+
+#[test]
+fn a_record_reads_back_whole_and_not_cut_short() {
+    let tmp = scratch();
+    let (_, _, record) = recorded_rootfs(tmp.path());
+    let text = record.render();
+    assert_eq!(Record::parse(&text), Some(record.clone()));
+    // A crash mid-write leaves a prefix: none of them is a record.
+    let whole = text.trim_end().len();
+    for cut in 0..whole {
+        assert_eq!(Record::parse(&text[..cut]), None, "{}", &text[..cut]);
+    }
+    // The rootfs's own stamp is no record.
+    assert_eq!(Record::parse(&record.stamp.render()), None);
+}
+
+#[test]
+fn a_file_changed_just_now_is_not_yet_settled() {
+    let tmp = scratch();
+    let file = tmp.path().join("busybox");
+    std::fs::write(&file, "new").unwrap();
+    let now = std::time::SystemTime::now();
+    let fingerprint = Fingerprint::of(&file).unwrap();
+    assert!(!fingerprint.settled_at(now));
+    assert!(fingerprint.settled_at(now + fingerprint::SETTLE + std::time::Duration::from_secs(1)));
+}
+
+#[test]
+fn the_long_check_remembers_busybox_for_the_next_run() {
+    let Some(source) = static_busybox() else {
+        return;
+    };
+    let Source::Busybox { path } = &source else {
+        unreachable!()
+    };
+    let tmp = scratch();
+    let dir = tmp.path().join("rootfs");
+    let record_path = tmp.path().join(".rootfs.source-stat");
+    let fingerprint = Fingerprint::of(path);
+    assert_eq!(plan_if_unchanged(&dir, path), None);
+
+    let plan = plan_remembering(&dir, &source, fingerprint).unwrap();
+    let calls = calls(&plan);
+    assert_eq!(
+        calls[calls.len() - 2..],
+        [
+            format!("write \"{}\"", record_path.display()),
+            format!("rename(\"STAGING\", \"{}\")", dir.display()),
+        ]
+    );
+    build(&plan, &Narrator::quiet("test")).unwrap();
+    let record = Record::read(&dir).expect("a record");
+    assert_eq!(Some(record.stamp), Stamp::read(&dir));
+    assert!(plan_if_unchanged(&dir, path).is_some());
+
+    // Found up to date the long way, the record is written again.
+    std::fs::remove_file(&record_path).unwrap();
+    let again = plan_remembering(&dir, &source, fingerprint).unwrap();
+    assert_eq!(
+        again.calls(),
+        [
+            format!("write \"{}\"", record_path.display()),
+            format!("read \"{}/etc/underhood-release\"", dir.display()),
+        ]
+    );
+    build(&again, &Narrator::quiet("test")).unwrap();
+    assert!(plan_if_unchanged(&dir, path).is_some());
+}

@@ -1,0 +1,201 @@
+//! # The bridge network, by veth-bridge's library
+//!
+//! `--network bridge` is what the Networking part built by hand: a bridge
+//! (the toolkit's docker0, `underhood0`, made on first use), a veth pair
+//! whose host end is plugged into it and whose other end is the
+//! container's `eth0`, an address leased from the bridge's subnet, a
+//! default route through the bridge's address, NAT out, and published
+//! ports. mini-run calls veth-bridge's plans for each, so `--explain`
+//! shows them as the `veth-bridge` commands they are.
+//!
+//! Going is simpler than coming: when the container's last process ends,
+//! its network namespace goes, and the kernel deletes the veth pair with
+//! it. What stays is the toolkit's own bookkeeping — the lease and the
+//! published ports' nftables rules — which [`disconnect`] gives back.
+
+use std::fs::File;
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use nix::fcntl::{Flock, FlockArg};
+use nix::unistd::Pid;
+use steps::{Error, Narrator};
+use veth_bridge::alloc::Subnet;
+use veth_bridge::netlink::Netlink;
+use veth_bridge::nft::{self, Published, Table};
+use veth_bridge::plan::{self as vb, Bridge, Netns};
+
+use crate::container::{DEFAULT_BRIDGE, Port};
+
+/// A container's place on a bridge: enough to give it back once its
+/// network namespace is gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub bridge: String,
+    /// The veth's host end, which also holds the lease.
+    pub host: String,
+}
+
+impl Attachment {
+    /// As kept in the container's state directory: `BRIDGE HOST`.
+    pub fn record(&self) -> String {
+        format!("{} {}\n", self.bridge, self.host)
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        let (bridge, host) = text.trim().split_once(' ')?;
+        Some(Self {
+            bridge: bridge.into(),
+            host: host.into(),
+        })
+    }
+}
+
+/// Holds the lock that makes one mini-run at a time look at and change the
+/// bridges and the nftables table: two first containers must not both make
+/// `underhood0`, nor plan from the same view of the table.
+struct Lock(#[allow(dead_code)] Flock<File>);
+
+fn lock() -> Result<Lock, Error> {
+    // On the toolkit's /run directory itself: no lock file to leave behind.
+    // (veth-bridge's library locks /run/underhood/net for its nft changes.)
+    const DIR: &str = "/run/underhood";
+    let call = || format!("flock(\"{DIR}\", LOCK_EX)");
+    std::fs::create_dir_all(DIR).map_err(|e| Error::io(call(), &e))?;
+    let dir = File::open(DIR).map_err(|e| Error::io(call(), &e))?;
+    Flock::lock(dir, FlockArg::LockExclusive)
+        .map(Lock)
+        .map_err(|(_, e)| Error::sys(call(), e))
+}
+
+fn table() -> Result<Table, Error> {
+    match nft::require() {
+        Ok(()) => nft::list(),
+        // No nft, no rules of the toolkit's to find.
+        Err(_) => Ok(Table::default()),
+    }
+}
+
+/// The host end a process's network namespace gets: known before anything
+/// is made, so it can be recorded first.
+pub fn attachment(bridge: &str, child: Pid) -> Result<Attachment, Error> {
+    let host = vb::host_end(&netns_of(child))?;
+    Ok(Attachment {
+        bridge: bridge.into(),
+        host,
+    })
+}
+
+fn netns_of(child: Pid) -> std::path::PathBuf {
+    Path::new("/proc").join(child.to_string()).join("ns/net")
+}
+
+/// Plugs `child`'s network namespace into the bridge and publishes the
+/// ports; returns the container's address. On failure, what this made of
+/// the connection is the caller's to [`disconnect`].
+pub fn connect(
+    bridge: &str,
+    child: Pid,
+    ports: &[Port],
+    narrator: &Narrator,
+) -> Result<Ipv4Addr, Error> {
+    let _lock = lock()?;
+    let nl = Netlink::open()?;
+    let bridge = bridge_for(bridge, &nl, narrator)?;
+    let netns = Netns {
+        path: netns_of(child),
+    };
+    let host = vb::host_end(&netns.path)?;
+    vb::execute(&vb::connect(&bridge, &netns, None, &nl)?, narrator)?;
+    let addr = bridge.leases.find(&host).ok_or_else(|| {
+        Error::setup(format!(
+            "{}: the lease of {host} is missing after connecting",
+            bridge.name
+        ))
+    })?;
+    if !ports.is_empty() {
+        nft::require()?;
+    }
+    for port in ports {
+        let published = Published {
+            bridge: bridge.name.clone(),
+            host_port: port.host,
+            proto: port.proto,
+            to: addr,
+            port: port.container,
+        };
+        let plan = vb::publish(&bridge, &published, &nft::list()?)
+            .map_err(|e| e.hint(format!("-p {port}")))?;
+        vb::execute(&plan, narrator)?;
+    }
+    Ok(addr)
+}
+
+/// Checks, before anything is made, that a bridge named with `--network`
+/// is one of the toolkit's (the default one is made when missing).
+pub fn check(bridge: &str) -> Result<(), Error> {
+    if bridge == DEFAULT_BRIDGE {
+        return Ok(());
+    }
+    vb::find_bridge(bridge, &Netlink::open()?)
+        .map(drop)
+        .map_err(|e| e.hint(bridge_hint()))
+}
+
+fn bridge_hint() -> &'static str {
+    "--network takes bridge (the default), none, host, or a bridge of the toolkit's"
+}
+
+/// The bridge to connect to: the default one is made, with NAT, the
+/// first time; any other must have been made with veth-bridge.
+fn bridge_for(name: &str, nl: &Netlink, narrator: &Narrator) -> Result<Bridge, Error> {
+    if name != DEFAULT_BRIDGE {
+        return vb::find_bridge(name, nl).map_err(|e| e.hint(bridge_hint()));
+    }
+    if nl.link_index(name)?.is_none() {
+        let subnet = Subnet::parse(veth_bridge::alloc::DEFAULT_SUBNET).map_err(Error::setup)?;
+        vb::execute(&vb::bridge_add(name, &subnet, nl)?, narrator)?;
+    }
+    let bridge = vb::find_bridge(name, nl)?;
+    nft::require().map_err(|e| e.hint("or run with --network none"))?;
+    if let Some(plan) = vb::nat_on(&bridge, &nft::list()?) {
+        vb::execute(&plan, narrator)?;
+    }
+    Ok(bridge)
+}
+
+/// Gives back what a container held on its bridge: its published ports,
+/// its lease, and its veth pair if the kernel has not taken it already.
+pub fn disconnect(attachment: &Attachment, narrator: &Narrator) -> Result<(), Error> {
+    let _lock = lock()?;
+    let nl = Netlink::open()?;
+    let Ok(bridge) = vb::find_bridge(&attachment.bridge, &nl) else {
+        // The bridge is gone (its rules went with veth-bridge bridge del,
+        // or with the network namespace it was in); a lease may be left.
+        let leases = veth_bridge::alloc::Leases::of(&attachment.bridge);
+        if let Some(addr) = leases.find(&attachment.host) {
+            leases.release(addr)?;
+        }
+        return Ok(());
+    };
+    let plan = vb::disconnect_end(&bridge, &attachment.host, &table()?, &nl)?;
+    if !plan.is_empty() {
+        vb::execute(&plan, narrator)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_attachment_reads_back_as_written() {
+        let a = Attachment {
+            bridge: "underhood0".into(),
+            host: "vbf0000123".into(),
+        };
+        assert_eq!(Attachment::parse(&a.record()), Some(a));
+        assert_eq!(Attachment::parse("garbage"), None);
+    }
+}
