@@ -41,10 +41,23 @@ impl Opened {
     }
 }
 
-fn how(flags: OFlag) -> OpenHow {
-    OpenHow::new()
-        .flags(flags | OFlag::O_CLOEXEC)
-        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS)
+/// `openat2(root, path, flags, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`.
+/// The kernel gives EAGAIN when a mount or a rename anywhere on the
+/// machine (another container starting, say) raced the walk, and asks the
+/// caller to try again: so do we, a bounded number of times.
+fn resolve(root: &impl AsFd, path: &Path, flags: OFlag) -> Result<OwnedFd, Errno> {
+    let how = || {
+        OpenHow::new()
+            .flags(flags | OFlag::O_CLOEXEC)
+            .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS)
+    };
+    let mut tries = 0;
+    loop {
+        match openat2(root.as_fd(), path, how()) {
+            Err(Errno::EAGAIN) if tries < 1000 => tries += 1,
+            result => return result,
+        }
+    }
 }
 
 /// Opens `path` (absolute, inside the container) under `root`, making it
@@ -87,7 +100,7 @@ fn open_following(
             path.display()
         )
     };
-    match openat2(root.as_fd(), path, how(OFlag::O_PATH)) {
+    match resolve(root, path, OFlag::O_PATH) {
         Ok(fd) => return Ok(Opened { fd }),
         Err(Errno::ENOENT) if make != Make::Nothing => {}
         Err(e) => return Err(Error::sys(call(), e)),
@@ -117,7 +130,7 @@ fn open_following(
         };
     let mut dir = PathBuf::from("/");
     for (i, name) in parents.iter().enumerate() {
-        let parent = openat2(root.as_fd(), &dir, how(OFlag::O_PATH | OFlag::O_DIRECTORY))
+        let parent = resolve(root, &dir, OFlag::O_PATH | OFlag::O_DIRECTORY)
             .map_err(|e| Error::sys(call(), e))?;
         match mkdirat(parent.as_fd(), *name, Mode::from_bits_truncate(0o755)) {
             Ok(()) => {}
@@ -136,7 +149,7 @@ fn open_following(
         }
         dir.push(name);
     }
-    let parent = openat2(root.as_fd(), &dir, how(OFlag::O_PATH | OFlag::O_DIRECTORY))
+    let parent = resolve(root, &dir, OFlag::O_PATH | OFlag::O_DIRECTORY)
         .map_err(|e| Error::sys(call(), e))?;
     let made = match make {
         Make::Dir => mkdirat(parent.as_fd(), *last, Mode::from_bits_truncate(0o755)),
@@ -162,7 +175,7 @@ fn open_following(
         }
         Err(e) => return Err(Error::sys(format!("make \"{}\"", path.display()), e)),
     }
-    openat2(root.as_fd(), path, how(OFlag::O_PATH))
+    resolve(root, path, OFlag::O_PATH)
         .map(|fd| Opened { fd })
         .map_err(|e| Error::sys(call(), e))
 }
