@@ -13,11 +13,9 @@
 //! it. What stays is the toolkit's own bookkeeping — the lease and the
 //! published ports' nftables rules — which [`disconnect`] gives back.
 
-use std::fs::File;
 use std::net::Ipv4Addr;
 use std::path::Path;
 
-use nix::fcntl::{Flock, FlockArg};
 use nix::unistd::Pid;
 use steps::{Error, Narrator};
 use veth_bridge::alloc::Subnet;
@@ -54,18 +52,10 @@ impl Attachment {
 /// Holds the lock that makes one mini-run at a time look at and change the
 /// bridges and the nftables table: two first containers must not both make
 /// `underhood0`, nor plan from the same view of the table.
-struct Lock(#[allow(dead_code)] Flock<File>);
-
-fn lock() -> Result<Lock, Error> {
-    // On the toolkit's /run directory itself: no lock file to leave behind.
-    // (veth-bridge's library locks /run/underhood/net for its nft changes.)
-    const DIR: &str = "/run/underhood";
-    let call = || format!("flock(\"{DIR}\", LOCK_EX)");
-    std::fs::create_dir_all(DIR).map_err(|e| Error::io(call(), &e))?;
-    let dir = File::open(DIR).map_err(|e| Error::io(call(), &e))?;
-    Flock::lock(dir, FlockArg::LockExclusive)
-        .map(Lock)
-        .map_err(|(_, e)| Error::sys(call(), e))
+fn lock() -> Result<steps::lock::DirLock, Error> {
+    // On the toolkit's /run directory itself. (veth-bridge's library locks
+    // /run/underhood/net for its nft changes.)
+    steps::lock::exclusive(Path::new("/run/underhood"))
 }
 
 fn table() -> Result<Table, Error> {

@@ -15,6 +15,7 @@ pub mod chapter;
 pub mod cli;
 pub mod error;
 pub mod kernel;
+pub mod lock;
 pub mod narrate;
 pub mod process;
 pub mod sys;

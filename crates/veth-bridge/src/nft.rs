@@ -11,7 +11,6 @@
 //! runs never both decide the table is empty.
 
 use std::fmt;
-use std::fs::File;
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::os::unix::fs::MetadataExt;
@@ -395,19 +394,10 @@ pub fn delete_rules(doomed: impl Fn(&Rule) -> bool) -> Result<(), Error> {
     run(&commands.join("; "))
 }
 
-/// Holds the lock that serialises the toolkit's nftables changes.
-#[derive(Debug)]
-pub struct Lock(#[allow(dead_code)] nix::fcntl::Flock<File>);
-
-/// Takes the lock — on the state directory itself, so no lock file is
-/// left behind — waiting for another run to finish its change.
-pub fn lock() -> Result<Lock, Error> {
-    std::fs::create_dir_all(STATE_DIR)
-        .map_err(|e| Error::io(format!("mkdir -p {STATE_DIR}"), &e))?;
-    let dir = File::open(STATE_DIR).map_err(|e| Error::io(format!("open(\"{STATE_DIR}\")"), &e))?;
-    nix::fcntl::Flock::lock(dir, nix::fcntl::FlockArg::LockExclusive)
-        .map(Lock)
-        .map_err(|(_, errno)| Error::sys(format!("flock(\"{STATE_DIR}\", LOCK_EX)"), errno))
+/// Takes the lock that serialises the toolkit's nftables changes, on the
+/// state directory itself, waiting for another run to finish its change.
+pub fn lock() -> Result<steps::lock::DirLock, Error> {
+    steps::lock::exclusive(std::path::Path::new(STATE_DIR))
 }
 
 /// Where the toolkit notes that it turned IPv4 forwarding on in this

@@ -822,7 +822,7 @@ pub fn execute(plan: &Plan<Op>, narrator: &Narrator) -> Result<(), Error> {
     let mut leased: Option<Ipv4Addr> = None;
     let mut undo = Undo::default();
     // Held from the first nft step to the end, undo included.
-    let mut lock: Option<nft::Lock> = None;
+    let mut lock: Option<steps::lock::DirLock> = None;
     let result = plan.execute(narrator, |op| {
         if op.is_nft() && lock.is_none() {
             lock = Some(nft::lock()?);
