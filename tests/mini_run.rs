@@ -49,6 +49,17 @@ fn main() {
         sigterm,
     );
     suite.test(
+        "with_init_the_command_is_pid_2_and_sigterm_reaches_it",
+        NEEDS,
+        init_signals,
+    );
+    suite.test_with_tools(
+        "orphans_stay_zombies_under_a_plain_pid_1_and_init_reaps_them",
+        NEEDS,
+        &["nsenter"],
+        orphans,
+    );
+    suite.test(
         "a_killed_mini_run_takes_its_container_and_cleanup_the_rest",
         NEEDS,
         killed,
@@ -58,6 +69,12 @@ fn main() {
         NET,
         &["unshare", "nsenter", "ip", "nft"],
         two_dozen,
+    );
+    suite.test_with_tools(
+        "cleanup_after_a_killed_mini_run_gives_back_its_address_and_ports",
+        NET,
+        &["unshare", "nsenter", "ip", "nft"],
+        killed_on_a_bridge,
     );
     suite.test_with_tools(
         "the_default_bridge_is_made_on_first_use_with_nat",
@@ -535,38 +552,38 @@ fn symlinked_etc() -> Result<(), Failed> {
     )
 }
 
+/// A container started in the background: mini-run, its stdout, and the
+/// container's short id.
+type Started = (
+    support::ChildGuard,
+    BufReader<std::process::ChildStdout>,
+    String,
+);
+
 /// A container running `script` in the background, once it printed its
-/// short id and then `ready`: mini-run, its stdout, and the id.
-fn started(
-    script: &str,
-) -> Result<
-    (
-        support::ChildGuard,
-        BufReader<std::process::ChildStdout>,
-        String,
-    ),
-    Failed,
-> {
-    started_with(&[], script)
+/// short id and then `ready`.
+fn started(script: &str) -> Result<Started, Failed> {
+    started_with(&[], &[], script)
 }
 
-/// [`started`], with mini-run's own options (before `run`) first; the
-/// container's stdin is a pipe of the test's.
-fn started_with(
-    options: &[&str],
-    script: &str,
-) -> Result<
-    (
-        support::ChildGuard,
-        BufReader<std::process::ChildStdout>,
-        String,
-    ),
-    Failed,
-> {
-    let mut child = spawn_group(
+/// [`started`], with mini-run's own options (before `run`) and `run`'s
+/// first; the container's stdin is a pipe of the test's.
+fn started_with(options: &[&str], run: &[&str], script: &str) -> Result<Started, Failed> {
+    start(
         cmd("mini-run")
             .args(options)
-            .args(["run", "--network", "none", "--", "sh", "-c", script])
+            .arg("run")
+            .args(no_network(run))
+            .args(run)
+            .args(["--", "sh", "-c", script]),
+    )
+}
+
+/// Spawns `command`, a container whose script prints its short id and
+/// then `ready`, and waits for both.
+fn start(command: &mut std::process::Command) -> Result<Started, Failed> {
+    let mut child = spawn_group(
+        command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped()),
@@ -597,12 +614,118 @@ fn sigterm() -> Result<(), Failed> {
     left_nothing(&id)
 }
 
+fn init_signals() -> Result<(), Failed> {
+    let (_, lines) = container(&["--init"], "ps -o pid,comm")?;
+    ensure_eq(
+        &lines
+            .iter()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>(),
+        &vec![
+            "PID COMMAND".to_string(),
+            "1 mini-run".into(),
+            "2 ps".into(),
+        ],
+        "ps inside: the init, then the command",
+    )?;
+    // The init's binary is mini-run's, on the host: not to be read.
+    let (_, lines) = container(&["--init"], "cat /proc/1/exe > /dev/null || echo refused")?;
+    ensure_eq(&lines, &vec!["refused".to_string()], "reading /proc/1/exe")?;
+    // sleep has no handler for SIGTERM; as pid 2 it needs none.
+    let (mut child, mut reader, id) =
+        started_with(&[], &["--init"], "hostname; echo ready; exec sleep 1000")?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.0.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )?;
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut rest)?;
+    let status = child.0.wait()?;
+    ensure_eq(
+        &status.code(),
+        &Some(143),
+        "128 + SIGTERM, as docker run --init gives",
+    )?;
+    left_nothing(&id)
+}
+
+/// The host pid of the container's pid 1: mini-run's one child.
+fn pid_1_on_host(mini_run: &std::process::Child) -> Result<String, Failed> {
+    let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", mini_run.id()))?;
+    Ok(children
+        .split_whitespace()
+        .next()
+        .ok_or("mini-run has no child")?
+        .to_string())
+}
+
+fn orphans() -> Result<(), Failed> {
+    // In the container's namespaces, a subshell starts a `cat` in the
+    // background and exits: that `cat` is an orphan, and the kernel gives
+    // it to pid 1. Let go only then (had it ended first, the subshell
+    // could have reaped it), it is a zombie until pid 1 waits for it. The
+    // script waits (up to 10 s) for either outcome.
+    let script = |outcome: &str| {
+        format!(
+            "mkfifo /tmp/go; (cat /tmp/go > /dev/null & echo $! > /tmp/orphan); \
+             p=$(cat /tmp/orphan); echo go > /tmp/go; i=0; \
+             while [ $i -lt 200 ]; do \
+               s=$(cut -d' ' -f3 /proc/$p/stat 2>/dev/null); \
+               case {outcome}:$s in zombie:Z) echo zombie; exit;; reaped:) echo reaped; exit;; esac; \
+               sleep 0.05; i=$((i+1)); \
+             done; echo \"state $s\""
+        )
+    };
+    // pid 1 is cat, which never waits; then mini-run's init, which does.
+    for (run, outcome) in [(&[][..], "zombie"), (&["--init"][..], "reaped")] {
+        let (mut child, _reader, id) = started_with(&[], run, "hostname; echo ready; exec cat")?;
+        let pid = pid_1_on_host(&child.0)?;
+        if run.is_empty() {
+            // `ready` comes just before the shell execs cat: a shell
+            // still there would reap the orphan itself.
+            let comm = format!("/proc/{pid}/comm");
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while std::fs::read_to_string(&comm)?.trim() != "cat" {
+                ensure(
+                    std::time::Instant::now() < deadline,
+                    "pid 1 never became cat",
+                )?;
+                std::thread::yield_now();
+            }
+        }
+        let out = run_for(
+            std::process::Command::new("nsenter").args([
+                "-t",
+                &pid,
+                "-p",
+                "-m",
+                "--",
+                "sh",
+                "-c",
+                &script(outcome),
+            ]),
+            30,
+        )?;
+        ensure_eq(
+            &stdout(&out).trim(),
+            &outcome,
+            &format!("the orphan under {run:?}\n{}", describe(&out)),
+        )?;
+        drop(child.0.stdin.take());
+        let status = child.0.wait()?;
+        ensure_eq(&status.code(), &Some(0), "the container's status")?;
+        left_nothing(&id)?;
+    }
+    Ok(())
+}
+
 fn closed_narration() -> Result<(), Failed> {
     // `mini-run --explain run … 2>&1 | head`: the reader of the narration
     // goes away while the container runs, and mini-run still has steps to
     // tell (and to take: the cgroup and state to remove).
     let (mut child, mut reader, id) = started_with(
         &["--explain"],
+        &[],
         "hostname; echo ready; read line; echo $line",
     )?;
     drop(child.0.stderr.take());
@@ -711,6 +834,31 @@ fn two_dozen() -> Result<(), Failed> {
     for id in &ids {
         left_nothing(id)?;
     }
+    sandbox.left_nothing()
+}
+
+fn killed_on_a_bridge() -> Result<(), Failed> {
+    // SIGKILL to mini-run while its container holds an address and a
+    // published port: cleanup, run in the same network, gives both back.
+    let sandbox = NetSandbox::new()?;
+    let (mut child, _reader, id) =
+        start(&mut sandbox.command(&["-p", "18081:80"], "hostname; echo ready; exec sleep 1000"))?;
+    ensure(
+        std::fs::read_dir(sandbox.leases())?.count() == 1,
+        "the container holds a lease",
+    )?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.0.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )?;
+    child.0.wait()?;
+    let bin = support::bin("mini-run");
+    let out = sandbox.exec(&[bin.to_str().ok_or("a path")?, "cleanup"])?;
+    ensure(
+        stdout(&out).lines().any(|l| l == format!("removed {id}")),
+        format!("cleanup did not remove {id}\n{}", describe(&out)),
+    )?;
+    left_nothing(&id)?;
     sandbox.left_nothing()
 }
 
@@ -900,23 +1048,11 @@ fn default_bridge() -> Result<(), Failed> {
 fn published_port() -> Result<(), Failed> {
     let sandbox = NetSandbox::new()?;
     // busybox httpd in the background; the shell waits for a line on stdin.
-    let mut child = spawn_group(
-        sandbox
-            .command(
-                &["-p", "18080:80"],
-                "hostname; mkdir /www; echo hello from the container > /www/index.html; \
-                 httpd -p 80 -h /www; echo ready; read line; exit 0",
-            )
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped()),
-    )?;
-    let mut reader = BufReader::new(child.0.stdout.take().ok_or("no stdout")?);
-    let mut id = String::new();
-    reader.read_line(&mut id)?;
-    let mut ready = String::new();
-    reader.read_line(&mut ready)?;
-    ensure_eq(&ready.trim(), &"ready", "the container started")?;
+    let (mut child, _reader, id) = start(&mut sandbox.command(
+        &["-p", "18080:80"],
+        "hostname; mkdir /www; echo hello from the container > /www/index.html; \
+         httpd -p 80 -h /www; echo ready; read line; exit 0",
+    ))?;
     // From the sandbox host itself, and through the bridge's address.
     for url in ["http://127.0.0.1:18080/", "http://10.208.0.1:18080/"] {
         let out = sandbox.exec(&["curl", "-sS", "--max-time", "10", url])?;
@@ -929,6 +1065,6 @@ fn published_port() -> Result<(), Failed> {
     drop(child.0.stdin.take());
     let status = child.0.wait()?;
     ensure_eq(&status.code(), &Some(0), "mini-run's status")?;
-    left_nothing(id.trim())?;
+    left_nothing(&id)?;
     sandbox.left_nothing()
 }

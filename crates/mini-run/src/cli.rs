@@ -86,6 +86,11 @@ pub struct RunArgs {
     #[arg(short = 'p', long = "publish", value_name = "HOST:CTR[/PROTO]")]
     pub publish: Vec<String>,
 
+    /// Run a tiny init as pid 1 (like docker run --init): it passes signals
+    /// on to the command, which runs as pid 2, and reaps orphaned processes
+    #[arg(long = "init")]
+    pub init: bool,
+
     /// Remove the container when it exits (mini-run always does for now:
     /// there is no ps or rm to find it afterwards)
     #[arg(long = "rm")]

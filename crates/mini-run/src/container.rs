@@ -92,6 +92,8 @@ pub struct Container {
     pub network: Network,
     pub ports: Vec<Port>,
     pub volumes: Vec<Volume>,
+    /// `--init`: pid 1 is mini-run's tiny init, the command pid 2.
+    pub init: bool,
 }
 
 impl Container {
@@ -151,6 +153,7 @@ impl Container {
                 .iter()
                 .map(|v| volume(v))
                 .collect::<Result<_, _>>()?,
+            init: args.init,
         })
     }
 }

@@ -14,6 +14,7 @@
 //! * [`plan`] turns it into the steps of the caller, the parent and the
 //!   child, which [`run`] executes;
 //! * [`network`] connects the container to a bridge, and back;
+//! * [`init`] is `--init`'s pid 1, which passes signals on and reaps;
 //! * [`inroot`] resolves mount targets inside the rootfs, never outside;
 //! * [`security`] holds Docker's defaults: capabilities, masked and
 //!   read-only paths;
@@ -21,6 +22,7 @@
 
 pub mod cli;
 pub mod container;
+pub mod init;
 pub mod inroot;
 pub mod network;
 pub mod plan;

@@ -126,9 +126,13 @@ pub enum Op {
     NoNewPrivileges,
     Chdir(PathBuf),
     CloseFds,
+    /// `--init`: fork; pid 1 stays as the init, its child goes on to exec.
+    Init,
     Exec {
         argv: Vec<String>,
         env: Vec<String>,
+        /// Pid 2, the child of the init, rather than pid 1.
+        under_init: bool,
     },
 }
 
@@ -266,7 +270,7 @@ impl Step for Op {
                 format!("symlink(\"{target}\", \"$ROOTFS{}\")", link.display())
             }
             Op::Mask(path) => format!(
-                "mount(\"/dev/null\", \"$ROOTFS{path}\", NULL, MS_BIND, NULL) (a directory: an empty read-only tmpfs)"
+                "mount(\"/dev/null\", \"$ROOTFS{path}\", NULL, MS_BIND, NULL), or on a directory mount(\"tmpfs\", …, MS_RDONLY, \"size=0\")"
             ),
             Op::ReadOnly(path) => format!(
                 "mount(\"$ROOTFS{path}\", \"$ROOTFS{path}\", NULL, MS_BIND|MS_REC, NULL); mount(NULL, \"$ROOTFS{path}\", NULL, MS_BIND|MS_REMOUNT|MS_RDONLY, NULL)"
@@ -285,7 +289,8 @@ impl Step for Op {
             Op::NoNewPrivileges => "prctl(PR_SET_NO_NEW_PRIVS, 1)".into(),
             Op::Chdir(dir) => format!("chdir({})", quoted(dir)),
             Op::CloseFds => "fcntl(fd, F_SETFD, FD_CLOEXEC) for every fd above 2".into(),
-            Op::Exec { argv, env } => format!(
+            Op::Init => "fork(): pid 1 stays, as the init; its child, pid 2, goes on".into(),
+            Op::Exec { argv, env, .. } => format!(
                 "execve(\"{}\", [{}], [{} variables])",
                 argv[0],
                 argv.iter()
@@ -330,7 +335,9 @@ impl Step for Op {
             Op::NoNewPrivileges => "no setuid program the container runs can gain privileges".into(),
             Op::Chdir(_) => "the command starts in its working directory (-w)".into(),
             Op::CloseFds => "no descriptor of mini-run's leaks into the container (the runc CVE-2024-21626 class: a leaked host directory is a way out)".into(),
-            Op::Exec { .. } => "the container's command replaces this process: it is pid 1".into(),
+            Op::Init => "--init: pid 1 is a tiny init of mini-run's own, as Docker's is tini: it passes signals on to the command and reaps orphans; it drops every capability and is not dumpable, so the container cannot read mini-run's binary through /proc/1/exe".into(),
+            Op::Exec { under_init: false, .. } => "the container's command replaces this process: it is pid 1".into(),
+            Op::Exec { under_init: true, .. } => "the container's command replaces this process: it is pid 2, the init's child".into(),
         }
     }
 
@@ -358,6 +365,7 @@ impl Step for Op {
                 chapter::CONTAINERS
             }
             Op::SetUser { .. } => chapter::USER,
+            Op::Init => chapter::PID,
             Op::MakeState { .. }
             | Op::WriteFile { .. }
             | Op::RemoveState { .. }
@@ -682,11 +690,15 @@ pub fn run_plan(
     }
     push(Child, Op::NoNewPrivileges);
     push(Child, Op::CloseFds);
+    if container.init {
+        push(Child, Op::Init);
+    }
     push(
         Child,
         Op::Exec {
             argv: container.command.clone(),
             env: container.env.clone(),
+            under_init: container.init,
         },
     );
 

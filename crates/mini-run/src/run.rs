@@ -25,6 +25,7 @@ use steps::sys::{Fork, clone_into};
 use steps::{Error, Narrator, Plan, Side, Step};
 
 use crate::container::Port;
+use crate::init;
 use crate::inroot::{self, Make};
 use crate::network::{self, Attachment};
 use crate::plan::{Op, RunStep};
@@ -333,7 +334,7 @@ impl Executor<'_> {
                 // Docker makes a missing working directory.
                 let _ = std::fs::create_dir_all(dir);
                 nix::unistd::chdir(dir.as_path()).map_err(|e| {
-                    Error::sys(call(), e).hint("-w names the directory inside the container")
+                    Error::sys(call(), e).hint("-w names a directory inside the container")
                 })?;
                 // As runc does: a directory reached through a descriptor
                 // opened outside would leave the cwd outside the root,
@@ -348,7 +349,8 @@ impl Executor<'_> {
                 }
             }
             Op::CloseFds => steps::sys::close_on_exec_from(3).map_err(sys)?,
-            Op::Exec { argv, env } => return Err(self.exec(argv, env)),
+            Op::Init => self.start_init(call)?,
+            Op::Exec { argv, env, .. } => return Err(self.exec(argv, env)),
         }
         Ok(())
     }
@@ -528,6 +530,22 @@ impl Executor<'_> {
             return;
         };
         remove_state_dir(&dir);
+    }
+
+    /// `--init`: this process stays as pid 1, the init, and never returns;
+    /// its child goes on with the plan, to exec the command.
+    fn start_init(&mut self, call: impl Fn() -> String) -> Result<(), Error> {
+        let signals = init::Signals::block_all().map_err(|e| Error::sys("signalfd", e))?;
+        match steps::sys::fork().map_err(|e| Error::sys(call(), e))? {
+            Fork::Parent { child } => {
+                // The command reports its own failure to exec; the init's
+                // copies of the pipes would keep mini-run waiting.
+                self.sync = None;
+                self.report = None;
+                init::serve(child, signals)
+            }
+            Fork::Child => Ok(()),
+        }
     }
 
     /// Replaces this process with the command; returns only the error.
