@@ -39,6 +39,11 @@ fn main() {
     suite.test("env_workdir_and_user", NEEDS, env_workdir_user);
     suite.test("bind_mounts_share_and_ro_refuses_writes", NEEDS, volumes);
     suite.test(
+        "a_named_volume_outlives_its_container_until_rm",
+        NEEDS,
+        named_volumes,
+    );
+    suite.test(
         "an_image_symlink_cannot_aim_a_write_at_the_host",
         NEEDS,
         symlinked_etc,
@@ -479,6 +484,64 @@ fn volumes() -> Result<(), Failed> {
 }
 
 /// A copy of the default rootfs to change.
+/// Removes a named volume when dropped, whatever the test did.
+struct VolumeGuard(String);
+
+impl Drop for VolumeGuard {
+    fn drop(&mut self) {
+        let _ = run_for(cmd("mini-run").args(["volume", "rm", &self.0]), 30);
+    }
+}
+
+fn named_volumes() -> Result<(), Failed> {
+    let volume = VolumeGuard(format!("umr-{}", std::process::id()));
+    let name = volume.0.as_str();
+    let dir = Path::new("/var/lib/underhood/volumes").join(name);
+    let (_, lines) = container(&["-v", &format!("{name}:/data")], "echo kept > /data/note")?;
+    ensure(lines.is_empty(), format!("{lines:?}"))?;
+    // The next container finds what the last one wrote.
+    let (_, lines) = container(
+        &["-v", &format!("{name}:/data:ro")],
+        "cat /data/note; echo x 2>/dev/null > /data/x || echo refused",
+    )?;
+    ensure_eq(
+        &lines,
+        &vec!["kept".to_string(), "refused".into()],
+        "the second container",
+    )?;
+    let listed = |in_use: &str| -> Result<(), Failed> {
+        let out = run_for(cmd("mini-run").args(["volume", "ls"]), 30)?;
+        ensure(
+            stdout(&out).lines().any(|l| {
+                l.split_whitespace().collect::<Vec<_>>() == [name, in_use, &dir.to_string_lossy()]
+            }),
+            format!("volume ls: no {name} {in_use}\n{}", describe(&out)),
+        )
+    };
+    listed("no")?;
+    // In use by a running container: rm is refused, and removes nothing.
+    let (mut child, _reader, id) = started_with(
+        &[],
+        &["-v", &format!("{name}:/data")],
+        "hostname; echo ready; read line; exit 0",
+    )?;
+    listed("yes")?;
+    let out = run_for(cmd("mini-run").args(["volume", "rm", name]), 30)?;
+    ensure_eq(&out.status.code(), &Some(1), &describe(&out))?;
+    ensure(stderr(&out).contains("in use"), describe(&out))?;
+    ensure(dir.join("note").exists(), "rm removed a volume in use")?;
+    drop(child.0.stdin.take());
+    ensure(child.0.wait()?.success(), "the container's status")?;
+    left_nothing(&id)?;
+    let out = run_for(cmd("mini-run").args(["volume", "rm", name]), 30)?;
+    ensure(out.status.success(), describe(&out))?;
+    ensure(!dir.exists(), "volume rm left the directory")?;
+    // A run that fails takes back the volume it made.
+    let out = mini_run(&["-v", &format!("{name}:/data"), "--", "no-such-command"])?;
+    ensure_eq(&out.status.code(), &Some(127), &describe(&out))?;
+    ensure(!dir.exists(), "a failed run left the volume it made")
+}
+
 fn rootfs_copy(dir: &Path) -> Result<PathBuf, Failed> {
     // The default rootfs exists: an earlier test built it; build it if not.
     let out = mini_run(&["--", "true"])?;

@@ -13,7 +13,9 @@ use steps::StepArgs;
     about = "docker run, built to be read: a container from namespaces, a cgroup, an overlay root and Docker's security defaults",
     after_help = "Exit codes: the container's own exit status; 125 when mini-run itself failed \
                   (bad usage included, as docker run says); 126 when the command cannot be run; \
-                  127 when it is not found. Each step: mini-run run --explain …"
+                  127 when it is not found. mini-run volume: 2 for a bad name or a volume that is \
+                  not there, 1 when rm is refused because a container uses the volume. \
+                  Each step: mini-run run --explain …"
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -30,6 +32,28 @@ pub enum Command {
     /// Remove what containers whose mini-run was killed left behind: their
     /// cgroups and state directories (a running container is left be)
     Cleanup,
+    /// Named volumes (-v NAME:/path), kept under /var/lib/underhood/volumes
+    #[command(subcommand)]
+    Volume(VolumeCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VolumeCommand {
+    /// Make a volume (run -v NAME:… makes it on first use too)
+    Create {
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+    /// List the volumes, with the ones running containers use marked
+    #[command(alias = "list")]
+    Ls,
+    /// Remove volumes and what is in them; one a running container uses is
+    /// refused (exit 1)
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(value_name = "NAME", required = true)]
+        names: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Default, Args)]
@@ -67,8 +91,9 @@ pub struct RunArgs {
     #[arg(long = "pids-limit", alias = "pids", value_name = "N")]
     pub pids: Option<String>,
 
-    /// Bind-mount a host directory or file: /host/path:/ctr/path[:ro]
-    #[arg(short = 'v', long = "volume", value_name = "HOST:CTR[:ro]")]
+    /// Bind-mount a host directory or file (/host/path:/ctr/path[:ro]), or a
+    /// named volume, made on first use and kept (NAME:/ctr/path[:ro])
+    #[arg(short = 'v', long = "volume", value_name = "HOST|NAME:CTR[:ro]")]
     pub volumes: Vec<String>,
 
     /// Network: bridge (a veth on the toolkit's bridge underhood0, made on

@@ -59,10 +59,19 @@ impl std::fmt::Display for Port {
     }
 }
 
-/// A bind mount from the host: `-v /host/path:/ctr/path[:ro]`.
+/// What a `-v` mounts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// `-v /host/path:…`: a bind mount of the host's own file or directory.
+    Host(PathBuf),
+    /// `-v NAME:…`: a named volume, kept by mini-run.
+    Named(String),
+}
+
+/// `-v /host/path:/ctr/path[:ro]` or `-v NAME:/ctr/path[:ro]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Volume {
-    pub source: PathBuf,
+    pub source: Source,
     /// Absolute, inside the container.
     pub target: PathBuf,
     pub read_only: bool,
@@ -310,7 +319,7 @@ fn volume(text: &str) -> Result<Volume, Error> {
         [s, t, m] => (*s, *t, Some(*m)),
         _ => {
             return Err(Error::usage(format!(
-                "-v {text:?}: give HOST:CTR or HOST:CTR:ro, e.g. -v /srv/data:/data:ro"
+                "-v {text:?}: give HOST:CTR or NAME:CTR, with :ro to make it read-only, e.g. -v /srv/data:/data:ro"
             )));
         }
     };
@@ -323,17 +332,22 @@ fn volume(text: &str) -> Result<Volume, Error> {
             )));
         }
     };
-    if !source.starts_with('/') {
+    let source = if source.starts_with('/') {
+        let path = std::fs::canonicalize(source).map_err(|e| {
+            Error::usage(format!(
+                "-v {text:?}: {source}: {}; the host side must exist",
+                steps::error::describe_io(&e)
+            ))
+        })?;
+        Source::Host(path)
+    } else if source.contains('/') {
         return Err(Error::usage(format!(
-            "-v {text:?}: named volumes are not built yet; give the host side as an absolute path"
+            "-v {text:?}: give the host side as an absolute path, or a volume's name"
         )));
-    }
-    let source = std::fs::canonicalize(source).map_err(|e| {
-        Error::usage(format!(
-            "-v {text:?}: {source}: {}; the host side must exist",
-            steps::error::describe_io(&e)
-        ))
-    })?;
+    } else {
+        crate::volume::check_name(source).map_err(|e| Error::usage(format!("-v {text:?}: {e}")))?;
+        Source::Named(source.to_string())
+    };
     Ok(Volume {
         source,
         target: inside_path("-v", target)?,
@@ -437,12 +451,16 @@ mod tests {
         let v = volume("/tmp:/data:ro").unwrap();
         assert_eq!(v.target, Path::new("/data"));
         assert!(v.read_only);
+        let named = volume("data:/data").unwrap();
+        assert_eq!(named.source, Source::Named("data".into()));
         for bad in [
             "/tmp",
             "/tmp:data",
             "/tmp:/a/../b",
             "/tmp:/data:rx",
-            "data:/data",
+            "./data:/data",
+            "x:/data",
+            "-x:/data",
             "/no/such/dir:/data",
             "/tmp:/data:ro:x",
         ] {

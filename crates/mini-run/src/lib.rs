@@ -18,7 +18,8 @@
 //! * [`inroot`] resolves mount targets inside the rootfs, never outside;
 //! * [`security`] holds Docker's defaults: capabilities, masked and
 //!   read-only paths;
-//! * [`state`] is a container's id and its directory under `/run`.
+//! * [`state`] is a container's id and its directory under `/run`;
+//! * [`volume`] keeps the named volumes under `/var/lib/underhood`.
 
 pub mod cli;
 pub mod container;
@@ -29,3 +30,4 @@ pub mod plan;
 pub mod run;
 pub mod security;
 pub mod state;
+pub mod volume;

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use mini_run::cli::{Cli, Command, RunArgs};
+use mini_run::cli::{Cli, Command, RunArgs, VolumeCommand};
 use mini_run::container::{Container, Root};
 use mini_run::state::Id;
 use mini_run::{plan, run};
@@ -27,6 +27,10 @@ fn main() -> ExitCode {
             }
             Err(error) => ExitCode::from(narrator.report(&error)),
         },
+        Command::Volume(command) => match volume(command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => ExitCode::from(narrator.report(&error)),
+        },
         Command::Run(args) => match go(args, &narrator) {
             Ok(code) => code,
             Err(error) => {
@@ -41,6 +45,33 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+fn volume(command: &VolumeCommand) -> Result<(), Error> {
+    use mini_run::volume;
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match command {
+        VolumeCommand::Create { name } => {
+            volume::create(name)?;
+            let _ = writeln!(out, "{name}");
+        }
+        VolumeCommand::Ls => {
+            let _ = writeln!(out, "{:<24} {:<8} DIRECTORY", "VOLUME", "IN USE");
+            for (name, in_use) in volume::list() {
+                let used = if in_use { "yes" } else { "no" };
+                let dir = volume::dir(&name);
+                let _ = writeln!(out, "{name:<24} {used:<8} {}", dir.display());
+            }
+        }
+        VolumeCommand::Rm { names } => {
+            for name in names {
+                volume::remove(name)?;
+                let _ = writeln!(out, "{name}");
+            }
+        }
+    }
+    Ok(())
 }
 
 fn go(args: &RunArgs, narrator: &Narrator) -> Result<ExitCode, Error> {

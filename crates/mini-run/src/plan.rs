@@ -22,7 +22,7 @@ use ns_unshare::Namespace;
 use overlay_stack::stack::{Stack, Writable};
 use steps::{Chapter, Error, Plan, Side, Sided, Step, chapter};
 
-use crate::container::{Container, DEFAULT_BRIDGE, Network, Port, Root};
+use crate::container::{Container, DEFAULT_BRIDGE, Network, Port, Root, Source};
 use crate::inroot::Make;
 use crate::security;
 use crate::state::{self, Dirs, Id};
@@ -61,6 +61,12 @@ pub enum Op {
         path: PathBuf,
         content: String,
         why: &'static str,
+    },
+    /// A named volume, made if missing, and share-locked while the
+    /// container runs.
+    Volume {
+        name: String,
+        dir: PathBuf,
     },
     /// The container's cgroup, made and held by cg-limit's library.
     Cgroup {
@@ -213,6 +219,12 @@ impl Step for Op {
                 };
                 format!("write {} \"{first}{more}\"", quoted(path))
             }
+            Op::Volume { dir, .. } => {
+                format!(
+                    "mkdir({}, 0755) unless it exists; flock(LOCK_SH)",
+                    quoted(dir)
+                )
+            }
             Op::Cgroup { name, limits } => {
                 format!("cg-limit create {name}{}", limit_flags(limits))
             }
@@ -306,6 +318,7 @@ impl Step for Op {
         match self {
             Op::MakeState { .. } => "the container's own directory under /run: its upper layer, its root's mount point, its /etc files; the lock says it is in use".into(),
             Op::WriteFile { why, .. } => (*why).into(),
+            Op::Volume { name, .. } => format!("the named volume {name}: a directory mini-run keeps, made on first use and kept after the container for the next one; the shared lock tells mini-run volume rm it is in use"),
             Op::Cgroup { .. } => "every container gets a cgroup, limited or not: it holds the limits, counts what the container uses, and lets mini-run end every process in it".into(),
             Op::Clone(_) => "the container's first process is born in new namespaces, and is pid 1 in its PID namespace".into(),
             Op::JoinCgroup { .. } => "the child joins the cgroup before it runs anything, so all it starts is counted and limited".into(),
@@ -366,6 +379,7 @@ impl Step for Op {
             }
             Op::SetUser { .. } => chapter::USER,
             Op::Init => chapter::PID,
+            Op::Volume { .. } => chapter::CONTAINER_MOUNTS,
             Op::MakeState { .. }
             | Op::WriteFile { .. }
             | Op::RemoveState { .. }
@@ -564,6 +578,17 @@ pub fn run_plan(
             },
         },
     );
+    for volume in &container.volumes {
+        if let Source::Named(name) = &volume.source {
+            push(
+                Caller,
+                Op::Volume {
+                    name: name.clone(),
+                    dir: crate::volume::dir(name),
+                },
+            );
+        }
+    }
     push(
         Caller,
         Op::Cgroup {
@@ -650,19 +675,26 @@ pub fn run_plan(
         );
     }
     for volume in &container.volumes {
-        let make = if volume.source.is_dir() {
-            Make::Dir
-        } else {
-            Make::File
+        let (source, make, why) = match &volume.source {
+            Source::Host(path) => (
+                path.clone(),
+                if path.is_dir() { Make::Dir } else { Make::File },
+                "a bind mount (-v): the host's directory itself, shared with the container; its target is resolved inside the rootfs, so an image's symlink cannot point it at the host",
+            ),
+            Source::Named(name) => (
+                crate::volume::dir(name),
+                Make::Dir,
+                "a named volume (-v NAME:…) is a bind mount too, of the directory mini-run keeps for it",
+            ),
         };
         push(
             Child,
             Op::Bind(Bind {
-                source: volume.source.clone(),
+                source,
                 target: volume.target.clone(),
                 read_only: volume.read_only,
                 make,
-                why: "a bind mount (-v): the host's directory itself, shared with the container; its target is resolved inside the rootfs, so an image's symlink cannot point it at the host",
+                why,
                 chapter: chapter::CONTAINER_MOUNTS,
             }),
         );

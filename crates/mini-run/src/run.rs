@@ -31,6 +31,7 @@ use crate::network::{self, Attachment};
 use crate::plan::{Op, RunStep};
 use crate::security;
 use crate::state::STATE_DIR;
+use crate::volume;
 
 /// The file in a container's state directory that says where it is
 /// connected: `BRIDGE HOST-END`.
@@ -50,6 +51,8 @@ struct Executor<'a> {
     report: Option<File>,
     state: Option<(PathBuf, Flock<File>)>,
     cgroup: Option<(cg_limit::Name, Option<Flock<File>>)>,
+    /// Caller and parent: the named volumes in use, share-locked.
+    volumes: Vec<volume::InUse>,
     /// Parent: the container's place on a bridge, once taken.
     network: Option<Attachment>,
     /// Child: the container's root filesystem, once mounted.
@@ -76,6 +79,7 @@ pub fn run(plan: &Plan<RunStep>, narrator: &Narrator, fs: &dyn CgroupFs) -> Resu
         report: None,
         state: None,
         cgroup: None,
+        volumes: Vec::new(),
         network: None,
         root: None,
         moved_root: false,
@@ -107,6 +111,7 @@ impl Executor<'_> {
             Op::WriteFile { path, content, .. } => {
                 std::fs::write(path, content).map_err(|e| Error::io(call(), &e))?
             }
+            Op::Volume { name, .. } => self.volumes.push(volume::acquire(name)?),
             Op::Cgroup { name, limits } => {
                 let plan = cg_limit::plan::hold_plan(self.fs, name, limits)?;
                 let cgroup = self.fs.layout().cgroup(name);
@@ -448,6 +453,9 @@ impl Executor<'_> {
                 if let Some((_, Some(lock))) = self.cgroup.take() {
                     close_without_unlocking(lock);
                 }
+                for volume in self.volumes.drain(..) {
+                    close_without_unlocking(volume.lock);
+                }
                 self.sync = Some(File::from(sync_read));
                 self.report = Some(File::from(report_write));
             }
@@ -596,6 +604,15 @@ impl Executor<'_> {
         let _ = self.disconnect();
         let _ = self.remove_cgroup();
         self.remove_state();
+        // A volume this run made is taken back while it is still empty:
+        // the command never ran, or wrote nothing there.
+        for volume in self.volumes.drain(..) {
+            drop(volume.lock);
+            if volume.made {
+                let _ = std::fs::remove_dir(&volume.dir);
+                let _ = std::fs::remove_dir(crate::volume::VOLUMES_DIR);
+            }
+        }
         self.narrator
             .note("undid what was made; nothing is left behind");
         error
