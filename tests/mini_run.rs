@@ -94,6 +94,17 @@ fn main() {
         published_port,
     );
     suite.test(
+        "with_t_the_container_has_a_terminal_of_its_own",
+        NEEDS,
+        terminal,
+    );
+    suite.test_with_tools(
+        "without_t_the_host_terminal_is_no_controlling_terminal_and_ctrl_c_is_passed_on",
+        NEEDS,
+        &["setsid"],
+        no_terminal,
+    );
+    suite.test(
         "a_closed_narration_pipe_leaves_nothing_behind",
         NEEDS,
         closed_narration,
@@ -780,6 +791,158 @@ fn orphans() -> Result<(), Failed> {
         left_nothing(&id)?;
     }
     Ok(())
+}
+
+/// Reads the terminal's master until `want` has come, for up to 20 s.
+fn read_until(master: &std::fs::File, seen: &mut String, want: &str) -> Result<(), Failed> {
+    use std::os::fd::AsFd;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut buffer = [0u8; 4096];
+    while !seen.contains(want) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        ensure(
+            !left.is_zero(),
+            format!("no {want:?} on the terminal:\n{seen}"),
+        )?;
+        let mut fds = [nix::poll::PollFd::new(
+            master.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        let timeout = nix::poll::PollTimeout::try_from(left).unwrap_or(nix::poll::PollTimeout::MAX);
+        if nix::poll::poll(&mut fds, timeout)? == 0 {
+            continue;
+        }
+        let n = nix::unistd::read(master.as_fd(), &mut buffer)?;
+        ensure(
+            n > 0,
+            format!("the terminal closed before {want:?}:\n{seen}"),
+        )?;
+        seen.push_str(&String::from_utf8_lossy(&buffer[..n]));
+    }
+    Ok(())
+}
+
+fn terminal() -> Result<(), Failed> {
+    use nix::sys::termios::{LocalFlags, tcgetattr};
+    use std::os::fd::AsFd;
+    // The test stands for a learner's terminal emulator: mini-run's stdin,
+    // stdout and stderr are the slave of a pty of the test's, 40 rows by
+    // 100 columns, in the usual cooked mode with echo.
+    let size = nix::pty::Winsize {
+        ws_row: 40,
+        ws_col: 100,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(Some(&size), None)?;
+    let master = std::fs::File::from(pty.master);
+    let slave = std::fs::File::from(pty.slave);
+    let before = tcgetattr(slave.as_fd())?;
+    let mut child = spawn_group(
+        cmd("mini-run")
+            .args(["run", "--network", "none", "-it", "--"])
+            .args([
+                "sh",
+                "-c",
+                "hostname; tty; stty size; read line; stty size; echo \"got $line\"; exit 7",
+            ])
+            .stdin(slave.try_clone()?)
+            .stdout(slave.try_clone()?)
+            .stderr(slave.try_clone()?),
+    )?;
+    let mut seen = String::new();
+    read_until(&master, &mut seen, "40 100")?;
+    ensure(seen.contains("/dev/pts/0"), format!("tty inside:\n{seen}"))?;
+    // The host's terminal is raw while the container runs: no echo, no
+    // line editing of its own; the container's terminal does both.
+    let during = tcgetattr(slave.as_fd())?;
+    ensure(
+        !during
+            .local_flags
+            .intersects(LocalFlags::ECHO | LocalFlags::ICANON),
+        "the host's terminal is not in raw mode",
+    )?;
+    // A resize, then SIGWINCH, as a terminal emulator sends them.
+    let bigger = libc_winsize(50, 120);
+    steps::sys::set_window_size(master.as_fd(), &bigger)?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.0.id() as i32),
+        nix::sys::signal::Signal::SIGWINCH,
+    )?;
+    std::io::Write::write_all(&mut &master, b"hello\n")?;
+    read_until(&master, &mut seen, "got hello")?;
+    ensure(
+        seen.contains("50 120"),
+        format!("the new size inside:\n{seen}"),
+    )?;
+    let status = child.0.wait()?;
+    ensure_eq(&status.code(), &Some(7), "the container's status")?;
+    let after = tcgetattr(slave.as_fd())?;
+    ensure_eq(
+        &after.local_flags,
+        &before.local_flags,
+        "the host's terminal put back as it was",
+    )?;
+    let id = seen
+        .split_whitespace()
+        .next()
+        .ok_or("no output")?
+        .to_string();
+    left_nothing(&id)
+}
+
+fn no_terminal() -> Result<(), Failed> {
+    // mini-run in a terminal that is its controlling terminal, as in a
+    // learner's shell (setsid --ctty makes the pty the session's). The
+    // container shares the terminal as its stdin, stdout and stderr, but
+    // not as its controlling terminal (field 7 of /proc/self/stat, tty_nr,
+    // is 0): with it, ioctl(TIOCSTI) could type commands into the shell
+    // that waits for mini-run. Ctrl-C then reaches mini-run alone, which
+    // passes it on.
+    let pty = nix::pty::openpty(None, None)?;
+    let master = std::fs::File::from(pty.master);
+    let slave = std::fs::File::from(pty.slave);
+    let child = std::process::Command::new("setsid")
+        .arg("--ctty")
+        .arg(support::bin("mini-run"))
+        .args(["run", "--network", "none", "--", "sh", "-c"])
+        .arg(
+            "hostname; echo \"tty_nr $(cut -d' ' -f7 /proc/self/stat)\"; \
+             trap 'echo got-int; exit 9' INT; echo ready; while :; do sleep 0.1; done",
+        )
+        .stdin(slave.try_clone()?)
+        .stdout(slave.try_clone()?)
+        .stderr(slave.try_clone()?)
+        .spawn()?;
+    // setsid, not a group leader here, execs mini-run without a fork:
+    // the guard's group is mini-run's session.
+    let mut child = support::ChildGuard(child);
+    drop(slave);
+    let mut seen = String::new();
+    read_until(&master, &mut seen, "ready")?;
+    ensure(
+        seen.lines().any(|l| l.trim() == "tty_nr 0"),
+        format!("the container has a controlling terminal:\n{seen}"),
+    )?;
+    std::io::Write::write_all(&mut &master, b"\x03")?;
+    read_until(&master, &mut seen, "got-int")?;
+    let status = child.0.wait()?;
+    ensure_eq(&status.code(), &Some(9), "the container's status")?;
+    let id = seen
+        .split_whitespace()
+        .next()
+        .ok_or("no output")?
+        .to_string();
+    left_nothing(&id)
+}
+
+fn libc_winsize(rows: u16, cols: u16) -> nix::libc::winsize {
+    nix::libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    }
 }
 
 fn closed_narration() -> Result<(), Failed> {

@@ -111,6 +111,17 @@ pub struct RunArgs {
     #[arg(short = 'p', long = "publish", value_name = "HOST:CTR[/PROTO]")]
     pub publish: Vec<String>,
 
+    /// Give the container a terminal of its own, /dev/pts/0 from its own
+    /// devpts, with the host's terminal in raw mode around it (-it: an
+    /// interactive shell)
+    #[arg(short = 't', long = "tty")]
+    pub tty: bool,
+
+    /// Keep stdin attached: mini-run always does, so that mini-run run --
+    /// sh works as it reads; -i is taken so that -it reads as in Docker
+    #[arg(short = 'i', long = "interactive")]
+    pub interactive: bool,
+
     /// Run a tiny init as pid 1 (like docker run --init): it passes signals
     /// on to the command, which runs as pid 2, and reaps orphaned processes
     #[arg(long = "init")]

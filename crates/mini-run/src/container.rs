@@ -103,6 +103,8 @@ pub struct Container {
     pub volumes: Vec<Volume>,
     /// `--init`: pid 1 is mini-run's tiny init, the command pid 2.
     pub init: bool,
+    /// `-t`: a terminal of the container's own.
+    pub tty: bool,
 }
 
 impl Container {
@@ -163,6 +165,7 @@ impl Container {
                 .map(|v| volume(v))
                 .collect::<Result<_, _>>()?,
             init: args.init,
+            tty: args.tty,
         })
     }
 }

@@ -19,6 +19,7 @@
 //! * [`security`] holds Docker's defaults: capabilities, masked and
 //!   read-only paths;
 //! * [`state`] is a container's id and its directory under `/run`;
+//! * [`tty`] is `-t`: the container's terminal, and the relay to it;
 //! * [`volume`] keeps the named volumes under `/var/lib/underhood`.
 
 pub mod cli;
@@ -30,4 +31,5 @@ pub mod plan;
 pub mod run;
 pub mod security;
 pub mod state;
+pub mod tty;
 pub mod volume;

@@ -93,8 +93,11 @@ pub enum Op {
     },
     /// Parent: tell the child to go on.
     Release,
-    /// Parent: wait for the command, passing signals on.
-    Wait,
+    /// Parent: wait for the command, passing signals on; with `-t`,
+    /// relaying between the host's terminal and the container's.
+    Wait {
+        tty: bool,
+    },
     RemoveCgroup {
         name: cg_limit::Name,
     },
@@ -124,6 +127,11 @@ pub enum Op {
     ReadOnly(&'static str),
     PivotRoot(PathBuf),
     DetachOldRoot,
+    /// `-t`: a terminal from the container's own devpts, its master
+    /// passed out to mini-run.
+    Console,
+    /// Without `-t`: a session of its own, without a controlling terminal.
+    NewSession,
     DropCapabilities(Vec<Capability>),
     SetUser {
         uid: u32,
@@ -240,7 +248,8 @@ impl Step for Op {
             Op::Connect { bridge, ports } => connect_commands(bridge, ports),
             Op::Disconnect { bridge } => format!("veth-bridge disconnect {bridge} --pid $CHILD"),
             Op::Release => "write(sync pipe, \"go\")".into(),
-            Op::Wait => "waitpid(child)".into(),
+            Op::Wait { tty: false } => "waitpid(child)".into(),
+            Op::Wait { tty: true } => "recvmsg(console socket) → the terminal's master; tcsetattr(stdin, raw); stdin → master → stdout until waitpid(child)".into(),
             Op::RemoveCgroup { name } => format!("cg-limit cleanup {name}"),
             Op::RemoveState { dir } => format!("rm -r {}", quoted(dir)),
             Op::AwaitParent => "read(sync pipe)".into(),
@@ -291,6 +300,8 @@ impl Step for Op {
                 format!("chdir({}); pivot_root(\".\", \".\")", quoted(root))
             }
             Op::DetachOldRoot => "umount2(\".\", MNT_DETACH); chdir(\"/\")".into(),
+            Op::NewSession => "setsid()".into(),
+            Op::Console => "open(\"/dev/ptmx\") → master, /dev/pts/N; sendmsg(console socket, SCM_RIGHTS, master); setsid(); ioctl(slave, TIOCSCTTY); dup2(slave, 0, 1, 2)".into(),
             Op::DropCapabilities(drop) => format!(
                 "prctl(PR_CAPBSET_DROP, cap) for {}; capset(keep Docker's defaults)",
                 security::names(drop, 3)
@@ -326,7 +337,8 @@ impl Step for Op {
             Op::Connect { .. } => "the container's eth0, an address of the bridge's subnet and a route through its gateway, and NAT to reach out, as Docker's default network does".into(),
             Op::Disconnect { .. } => "the kernel took the veth pair with the network namespace; its address and published ports are given back".into(),
             Op::Release => "the cgroup and network are ready: the child may build the container".into(),
-            Op::Wait => "wait for the container's command and exit with its status; SIGINT, SIGTERM and SIGHUP are passed on to it".into(),
+            Op::Wait { tty: false } => "wait for the container's command and exit with its status; SIGINT, SIGTERM and SIGHUP are passed on to it".into(),
+            Op::Wait { tty: true } => "the host's terminal in raw mode, so every key reaches the container's terminal as it is (Ctrl-C included), its size passed on at each SIGWINCH; then the command's status, as without -t".into(),
             Op::RemoveCgroup { .. } => "end whatever is left in the container's cgroup and remove it".into(),
             Op::RemoveState { .. } => "the upper layer and the /etc files go with the container (as with docker run --rm)".into(),
             Op::AwaitParent => "wait until the parent has put this process in its cgroup".into(),
@@ -343,6 +355,8 @@ impl Step for Op {
             Op::ReadOnly(_) => "readable but not writable: these control the whole machine, not the container".into(),
             Op::PivotRoot(_) => "the rootfs becomes /, and the old root is stacked on top of it, to be detached (chroot would leave the host's root one chroot escape away)".into(),
             Op::DetachOldRoot => "the host's filesystem is gone from the container's mount namespace".into(),
+            Op::NewSession => "a session of its own, without the host's terminal as its controlling terminal: ioctl(TIOCSTI), which pushes keys into a terminal's input, works only on one's own controlling terminal (or with CAP_SYS_ADMIN), so the container cannot type commands into the shell that started mini-run (the class of bubblewrap's CVE-2017-5226)".into(),
+            Op::Console => "-t: a terminal of the container's own, /dev/pts/N of its devpts, as the controlling terminal of a new session and as stdin, stdout and stderr; its master goes out to mini-run, as runc's goes to its --console-socket".into(),
             Op::DropCapabilities(_) => "root inside keeps only Docker's default capabilities, less CAP_MKNOD: no mount, no module loading, no device nodes, no reboot".into(),
             Op::SetUser { .. } => "run the command as this user and group (-u)".into(),
             Op::NoNewPrivileges => "no setuid program the container runs can gain privileges".into(),
@@ -366,6 +380,8 @@ impl Step for Op {
             | Op::Symlink { .. }
             | Op::PivotRoot(_)
             | Op::DetachOldRoot => chapter::CONTAINER_MOUNTS,
+            Op::Console => chapter::CONTAINERS,
+            Op::NewSession => chapter::SECURITY,
             Op::Bind(b) => b.chapter,
             Op::Mask(_)
             | Op::ReadOnly(_)
@@ -374,7 +390,7 @@ impl Step for Op {
             | Op::CloseFds => chapter::SECURITY,
             Op::Connect { ports, .. } if !ports.is_empty() => chapter::NAT,
             Op::Connect { .. } | Op::Disconnect { .. } => chapter::NETWORK,
-            Op::Clone(_) | Op::Wait | Op::AwaitParent | Op::DeathSignal | Op::Release => {
+            Op::Clone(_) | Op::Wait { .. } | Op::AwaitParent | Op::DeathSignal | Op::Release => {
                 chapter::CONTAINERS
             }
             Op::SetUser { .. } => chapter::USER,
@@ -707,6 +723,14 @@ pub fn run_plan(
     }
     push(Child, Op::PivotRoot(rootfs));
     push(Child, Op::DetachOldRoot);
+    push(
+        Child,
+        if container.tty {
+            Op::Console
+        } else {
+            Op::NewSession
+        },
+    );
     push(Child, Op::DropCapabilities(security::to_drop()));
     // The working directory is made and entered as root, before the
     // switch of user, as Docker does: the user may not write to its parent.
@@ -734,7 +758,7 @@ pub fn run_plan(
         },
     );
 
-    push(Parent, Op::Wait);
+    push(Parent, Op::Wait { tty: container.tty });
     if let Network::Bridge(bridge) = &container.network {
         push(
             Parent,

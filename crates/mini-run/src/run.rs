@@ -31,6 +31,7 @@ use crate::network::{self, Attachment};
 use crate::plan::{Op, RunStep};
 use crate::security;
 use crate::state::STATE_DIR;
+use crate::tty;
 use crate::volume;
 
 /// The file in a container's state directory that says where it is
@@ -53,6 +54,11 @@ struct Executor<'a> {
     cgroup: Option<(cg_limit::Name, Option<Flock<File>>)>,
     /// Caller and parent: the named volumes in use, share-locked.
     volumes: Vec<volume::InUse>,
+    /// `-t`: the console socket's two ends, until the clone.
+    console_pair: Option<(OwnedFd, OwnedFd)>,
+    /// `-t`: mini-run's end of the console socket (parent), or the
+    /// child's, until the terminal is made.
+    console: Option<OwnedFd>,
     /// Parent: the container's place on a bridge, once taken.
     network: Option<Attachment>,
     /// Child: the container's root filesystem, once mounted.
@@ -80,11 +86,19 @@ pub fn run(plan: &Plan<RunStep>, narrator: &Narrator, fs: &dyn CgroupFs) -> Resu
         state: None,
         cgroup: None,
         volumes: Vec::new(),
+        console_pair: None,
+        console: None,
         network: None,
         root: None,
         moved_root: false,
         exit: None,
     };
+    let tty = plan.steps().iter().any(|s| s.op == Op::Console);
+    if tty {
+        // Made before the clone, so that both sides hold an end.
+        let (ours, theirs) = tty::console_socket().map_err(|e| Error::sys("socketpair", e))?;
+        executor.console_pair = Some((ours, theirs));
+    }
     for (index, step) in plan.steps().iter().enumerate() {
         if step.side.is_other_than(executor.here) {
             continue;
@@ -136,7 +150,7 @@ impl Executor<'_> {
                 let sync = self.sync.as_mut().expect("cloned");
                 sync.write_all(b"g").map_err(|e| Error::io(call(), &e))?;
             }
-            Op::Wait => self.wait()?,
+            Op::Wait { .. } => self.wait()?,
             Op::RemoveCgroup { .. } => self.remove_cgroup()?,
             Op::RemoveState { .. } => self.remove_state(),
             Op::AwaitParent => {
@@ -320,6 +334,13 @@ impl Executor<'_> {
                     Err(e) => return Err(sys(e)),
                 }
             }
+            Op::NewSession => {
+                nix::unistd::setsid().map_err(sys)?;
+            }
+            Op::Console => {
+                let socket = self.console.take().expect("made before the clone");
+                tty::open_in_container(socket)?;
+            }
             Op::DetachOldRoot => {
                 if !self.moved_root {
                     umount2(".", MntFlags::MNT_DETACH).map_err(sys)?;
@@ -436,11 +457,13 @@ impl Executor<'_> {
             Fork::Parent { child } => {
                 self.here = Side::Parent;
                 self.child = Some(child);
+                self.console = self.console_pair.take().map(|(ours, _)| ours);
                 self.sync = Some(File::from(sync_write));
                 self.report = Some(File::from(report_read));
             }
             Fork::Child => {
                 self.here = Side::Child;
+                self.console = self.console_pair.take().map(|(_, theirs)| theirs);
                 // The locks belong to mini-run, and the descriptors are
                 // of host directories: a `-w /proc/self/fd/N` would walk
                 // out of the container through them (CVE-2024-21626).
@@ -494,6 +517,12 @@ impl Executor<'_> {
         let child = self.child.expect("cloned");
         // The child either reports why it could not run the command, or
         // execs, which closes its end of the pipe.
+        let master = match self.console.take() {
+            Some(socket) => {
+                tty::receive(&socket).map_err(|e| Error::sys("recvmsg(console socket)", e))?
+            }
+            None => None,
+        };
         let mut report = String::new();
         if let Some(mut pipe) = self.report.take() {
             let _ = pipe.read_to_string(&mut report);
@@ -508,12 +537,16 @@ impl Executor<'_> {
             ));
         }
         let narrator = self.narrator;
-        let exit = self
-            .supervision
-            .wait(child, true, |signal| {
-                narrator.note(&format!("passing {} on to the container", signal.as_str()))
-            })
-            .map_err(|e| Error::sys("waitpid(child)", e))?;
+        let on_signal = |signal: Signal| {
+            narrator.note(&format!("passing {} on to the container", signal.as_str()))
+        };
+        let exit = match master {
+            Some(master) => tty::relay(master, child, on_signal),
+            // The child has a session of its own (NewSession): the
+            // terminal's Ctrl-C reaches mini-run alone, to be passed on.
+            None => self.supervision.wait_detached(child, on_signal),
+        }
+        .map_err(|e| Error::sys("waitpid(child)", e))?;
         self.child = None;
         self.sync = None;
         narrator.note(&format!("the container {exit}"));

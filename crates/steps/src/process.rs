@@ -111,6 +111,24 @@ impl Supervision {
         &self,
         child: Pid,
         every: Option<Duration>,
+        on_signal: impl FnMut(Signal),
+        tick: impl FnMut(),
+    ) -> Result<Exit, Errno> {
+        self.wait_passing(child, every, false, on_signal, tick)
+    }
+
+    /// Waits for `child`, which runs in a session of its own, away from
+    /// the terminal: then the terminal's signals (Ctrl-C, a hang-up)
+    /// reach only this process, and are passed on like any other.
+    pub fn wait_detached(&self, child: Pid, on_signal: impl FnMut(Signal)) -> Result<Exit, Errno> {
+        self.wait_passing(child, None, true, on_signal, || {})
+    }
+
+    fn wait_passing(
+        &self,
+        child: Pid,
+        every: Option<Duration>,
+        terminal_too: bool,
         mut on_signal: impl FnMut(Signal),
         mut tick: impl FnMut(),
     ) -> Result<Exit, Errno> {
@@ -142,7 +160,7 @@ impl Supervision {
                 let Ok(signal) = Signal::try_from(info.ssi_signo as i32) else {
                     continue;
                 };
-                if signal != Signal::SIGCHLD && info.ssi_code != SI_KERNEL {
+                if signal != Signal::SIGCHLD && (terminal_too || info.ssi_code != SI_KERNEL) {
                     on_signal(signal);
                     let _ = kill(child, signal);
                 }

@@ -131,3 +131,54 @@ pub fn read_only_recursive(fd: std::os::fd::BorrowedFd) -> Result<(), Errno> {
     };
     Errno::result(ret).map(drop)
 }
+
+/// Makes the terminal `fd` the controlling terminal of this process's
+/// session: `ioctl(fd, TIOCSCTTY, 0)`. The caller has just made the
+/// session with `setsid()`; then no capability is needed.
+/// See [ioctl_tty(2)](https://man7.org/linux/man-pages/man2/TIOCSCTTY.2const.html).
+pub fn set_controlling_terminal(fd: std::os::fd::BorrowedFd) -> Result<(), Errno> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: TIOCSCTTY takes an int argument, passed by value; the
+    // kernel touches no memory of ours.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY, 0) };
+    Errno::result(ret).map(drop)
+}
+
+/// A terminal's size in rows and columns: `ioctl(fd, TIOCGWINSZ)`.
+pub fn window_size(fd: std::os::fd::BorrowedFd) -> Result<libc::winsize, Errno> {
+    use std::os::fd::AsRawFd;
+    let mut size = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one struct winsize, which `size` is, and
+    // lives across the call.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut size) };
+    Errno::result(ret).map(|_| size)
+}
+
+/// Sets a terminal's size: `ioctl(fd, TIOCSWINSZ)`; the processes on it
+/// get SIGWINCH.
+pub fn set_window_size(fd: std::os::fd::BorrowedFd, size: &libc::winsize) -> Result<(), Errno> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: TIOCSWINSZ reads one struct winsize, which `size` is.
+    let ret = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::TIOCSWINSZ,
+            size as *const libc::winsize,
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
+/// Owns a descriptor the kernel has just passed in a message
+/// (`SCM_RIGHTS`): it is new in this process, and nothing else owns it.
+pub fn own_passed_fd(fd: std::os::fd::RawFd) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    // SAFETY: recvmsg(2) installed `fd` for us alone; it is open and no
+    // other owner will close it.
+    unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
+}
