@@ -71,16 +71,12 @@ pub struct RunArgs {
     #[arg(short = 'v', long = "volume", value_name = "HOST:CTR[:ro]")]
     pub volumes: Vec<String>,
 
-    /// Network: bridge (a veth on the toolkit's bridge underhood0, made on
-    /// first use, with NAT), none (only loopback), host (the host's own
-    /// stack), or the name of a bridge made with veth-bridge bridge add
-    #[arg(
-        long = "network",
-        alias = "net",
-        value_name = "MODE",
-        default_value = "bridge"
-    )]
-    pub network: String,
+    /// Network: bridge (the default: a veth on the toolkit's bridge
+    /// underhood0, made on first use, with NAT), none (only loopback), host
+    /// (the host's own stack), or the name of a bridge made with veth-bridge
+    /// bridge add
+    #[arg(long = "network", alias = "net", value_name = "MODE")]
+    pub network: Option<String>,
 
     /// Publish a container's port on the host: HOSTPORT:CTRPORT[/tcp|/udp]
     #[arg(short = 'p', long = "publish", value_name = "HOST:CTR[/PROTO]")]
@@ -99,4 +95,12 @@ pub struct RunArgs {
     /// The command and its arguments (default: the image's, or sh)
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+impl RunArgs {
+    /// `--network`, or the default, bridge. The flag is kept unset when not
+    /// given, so that a spec file's `network:` can tell it from the default.
+    pub fn network(&self) -> &str {
+        self.network.as_deref().unwrap_or("bridge")
+    }
 }
