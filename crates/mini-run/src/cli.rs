@@ -26,6 +26,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a command in a new container, like docker run
+    #[command(after_help = crate::spec::HELP)]
     Run(Box<RunArgs>),
     /// Remove what containers whose mini-run was killed left behind: their
     /// cgroups and state directories (a running container is left be)
@@ -34,6 +35,11 @@ pub enum Command {
 
 #[derive(Debug, Clone, Default, Args)]
 pub struct RunArgs {
+    /// Read the options from a YAML file first; the command line's own
+    /// options win (see below)
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+
     /// Use this directory as the root filesystem as it is (writes go into it),
     /// instead of an image
     #[arg(long, value_name = "DIR", conflicts_with = "image")]

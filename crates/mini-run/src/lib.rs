@@ -17,6 +17,7 @@
 //! * [`inroot`] resolves mount targets inside the rootfs, never outside;
 //! * [`security`] holds Docker's defaults: capabilities, masked and
 //!   read-only paths;
+//! * [`spec`] reads the same options from a YAML file (`run -f`);
 //! * [`state`] is a container's id and its directory under `/run`.
 
 pub mod cli;
@@ -26,4 +27,5 @@ pub mod network;
 pub mod plan;
 pub mod run;
 pub mod security;
+pub mod spec;
 pub mod state;
