@@ -359,3 +359,43 @@ fn the_help_s_example_is_a_spec_that_works() {
     assert_eq!(spec.env, ["GREETING=hello"]);
     assert_eq!(spec.ports, ["8080:80"]);
 }
+
+/// The chapter that shows the format, "A container as a file".
+const CHAPTER: &str = include_str!("../../../../book/src/containers/README.md");
+
+#[test]
+fn the_book_s_example_and_its_errors_are_what_mini_run_says() {
+    let section = CHAPTER
+        .split("## A container as a file")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("the section");
+    let mut blocks = section
+        .split("```text\n")
+        .skip(1)
+        .map(|b| b.split("```").next().expect("a closed block").to_string());
+    let (example, errors) = (blocks.next().unwrap(), blocks.next().unwrap());
+    // The example, on a rootfs instead of the image, which is not there.
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["tree", "site"] {
+        std::fs::create_dir(dir.path().join(name)).unwrap();
+    }
+    let example = example.replace("image: ./alpine ", "rootfs: ./tree  ");
+    parse_in(dir.path(), &example).unwrap();
+    let line_9 = |with: &str| {
+        let mut lines: Vec<&str> = example.lines().collect();
+        lines[8] = with;
+        lines.join("\n")
+    };
+    for broken in [
+        line_9("memory: lots"),
+        line_9("mem_limit: 64m"),
+        format!("{example}  - 8080:81\n"),
+    ] {
+        let said = format!("mini-run: {}", parse_in(dir.path(), &broken).unwrap_err());
+        assert!(
+            errors.lines().any(|l| l == said),
+            "the book does not show\n{said}\nbut\n{errors}"
+        );
+    }
+}
