@@ -2,7 +2,8 @@
 //! a container (pid 1, its hostname, its mounts, Docker's capabilities,
 //! masked and read-only /proc), the exit codes docker run gives, limits
 //! that bite (an OOM kill), bind mounts, an image whose symlinks try to
-//! aim mini-run's writes at the host, signals passed on — and, after every
+//! aim mini-run's writes at the host, signals passed on, a container from
+//! a spec file and a bad one named at its line and column — and, after every
 //! run, that the container left nothing: no state directory, no cgroup.
 //! Every container prints its hostname (its short id) first, so a test
 //! can look for what that one container might have left.
@@ -110,6 +111,16 @@ fn main() {
         closed_narration,
     );
     suite.test("dry_run_makes_nothing", &[Busybox], dry_run);
+    suite.test(
+        "a_spec_file_runs_the_container_it_describes",
+        NEEDS,
+        spec_file,
+    );
+    suite.test(
+        "a_bad_spec_file_is_named_at_its_line_and_column",
+        &[],
+        bad_spec_file,
+    );
     suite.run()
 }
 
@@ -1293,4 +1304,113 @@ fn published_port() -> Result<(), Failed> {
     ensure_eq(&status.code(), &Some(0), "mini-run's status")?;
     left_nothing(&id)?;
     sandbox.left_nothing()
+}
+
+/// The spec of [`spec_file`]: a hostname of its own, so that the test can
+/// find the container's state directory by it, and a volume relative to
+/// the file.
+const WEB_YAML: &str = "\
+hostname: from-a-spec
+memory: 48m
+env:
+  GREETING: hello
+volumes:
+  - ./site:/www:ro
+network: none
+command: [sh, -c, 'echo $GREETING $FROM_FLAG; hostname; cat /www/index.html; ls /sys/class/net; echo ready; read line; exit 0']
+";
+
+fn spec_file() -> Result<(), Failed> {
+    let dir = scratch();
+    std::fs::create_dir(dir.path().join("site"))?;
+    std::fs::write(dir.path().join("site/index.html"), "from the host\n")?;
+    let spec = dir.path().join("web.yaml");
+    std::fs::write(&spec, WEB_YAML)?;
+    // Run from /, so that ./site can only be found beside the file; -e
+    // adds to the file's env. No --network: the file's none is the one.
+    let mut child = spawn_group(
+        cmd("mini-run")
+            .args(["run", "-e", "FROM_FLAG=too", "-f"])
+            .arg(&spec)
+            .current_dir("/")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )?;
+    let mut reader = BufReader::new(child.0.stdout.take().ok_or("no stdout")?);
+    let mut lines = Vec::new();
+    for line in (&mut reader).lines() {
+        let line = line?;
+        if line == "ready" {
+            break;
+        }
+        lines.push(line);
+    }
+    ensure_eq(
+        &lines,
+        &["hello too", "from-a-spec", "from the host", "lo"]
+            .map(String::from)
+            .to_vec(),
+        "env, hostname, the volume's file and the network, inside",
+    )?;
+    // From the host, while it runs: the container whose /etc/hostname says
+    // from-a-spec, and its cgroup's memory limit.
+    let id = std::fs::read_dir("/run/underhood/containers")?
+        .flatten()
+        .find(|e| {
+            std::fs::read_to_string(e.path().join("hostname"))
+                .is_ok_and(|h| h.trim() == "from-a-spec")
+        })
+        .map(|e| e.file_name().to_string_lossy()[..12].to_string())
+        .ok_or("no container's state says hostname from-a-spec")?;
+    let limits: Vec<String> = cgroups_named(&format!("mini-run-{id}"))
+        .iter()
+        .flat_map(|cgroup| ["memory.max", "memory.limit_in_bytes"].map(|f| cgroup.join(f)))
+        .filter_map(|file| std::fs::read_to_string(file).ok())
+        .map(|limit| limit.trim().to_string())
+        .collect();
+    ensure_eq(
+        &limits,
+        &vec![(48u64 << 20).to_string()],
+        "the cgroup's memory limit",
+    )?;
+    drop(child.0.stdin.take());
+    let status = child.0.wait()?;
+    ensure_eq(&status.code(), &Some(0), "mini-run's status")?;
+    left_nothing(&id)
+}
+
+fn bad_spec_file() -> Result<(), Failed> {
+    let dir = scratch();
+    std::fs::write(
+        dir.path().join("web.yaml"),
+        "hostname: web\nenv:\n  GREETING: hello\nmemory: lots\n",
+    )?;
+    for (args, says) in [
+        (
+            vec!["-f", "web.yaml"],
+            "mini-run: web.yaml:4:9: memory: 'lots' is not a size",
+        ),
+        (
+            vec!["-f", "none.yaml"],
+            "mini-run: -f none.yaml: no such file or directory (ENOENT); give a YAML file",
+        ),
+    ] {
+        // --explain would narrate any step taken: the one line is all.
+        let out = run_for(
+            cmd("mini-run")
+                .args(["--explain", "run"])
+                .args(&args)
+                .args(["--", "true"])
+                .current_dir(dir.path()),
+            30,
+        )?;
+        ensure_eq(&out.status.code(), &Some(125), &format!("{args:?}"))?;
+        let err = stderr(&out);
+        ensure(
+            err.lines().count() == 1 && err.starts_with(says) && stdout(&out).is_empty(),
+            format!("expected one line starting {says:?}\n{}", describe(&out)),
+        )?;
+    }
+    Ok(())
 }

@@ -86,7 +86,9 @@ pub fn parse_cpus(text: &str) -> Result<f64, String> {
         .parse()
         .map_err(|_| format!("'{text}' is not a number of CPUs like 0.5 or 2"))?;
     if !(0.01..=1024.0).contains(&cpus) {
-        return Err(format!("--cpus {text}: give a number from 0.01 to 1024"));
+        return Err(format!(
+            "'{text}' is out of range: give a number of CPUs from 0.01 to 1024"
+        ));
     }
     Ok(cpus)
 }

@@ -28,6 +28,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a command in a new container, like docker run
+    #[command(after_help = crate::spec::HELP)]
     Run(Box<RunArgs>),
     /// Remove what containers whose mini-run was killed left behind: their
     /// cgroups and state directories (a running container is left be)
@@ -58,6 +59,11 @@ pub enum VolumeCommand {
 
 #[derive(Debug, Clone, Default, Args)]
 pub struct RunArgs {
+    /// Read the options from a YAML file first; the command line's own
+    /// options win (see below)
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+
     /// Use this directory as the root filesystem as it is (writes go into it),
     /// instead of an image
     #[arg(long, value_name = "DIR", conflicts_with = "image")]
@@ -96,16 +102,12 @@ pub struct RunArgs {
     #[arg(short = 'v', long = "volume", value_name = "HOST|NAME:CTR[:ro]")]
     pub volumes: Vec<String>,
 
-    /// Network: bridge (a veth on the toolkit's bridge underhood0, made on
-    /// first use, with NAT), none (only loopback), host (the host's own
-    /// stack), or the name of a bridge made with veth-bridge bridge add
-    #[arg(
-        long = "network",
-        alias = "net",
-        value_name = "MODE",
-        default_value = "bridge"
-    )]
-    pub network: String,
+    /// Network: bridge (the default: a veth on the toolkit's bridge
+    /// underhood0, made on first use, with NAT), none (only loopback), host
+    /// (the host's own stack), or the name of a bridge made with veth-bridge
+    /// bridge add
+    #[arg(long = "network", alias = "net", value_name = "MODE")]
+    pub network: Option<String>,
 
     /// Publish a container's port on the host: HOSTPORT:CTRPORT[/tcp|/udp]
     #[arg(short = 'p', long = "publish", value_name = "HOST:CTR[/PROTO]")]
@@ -140,4 +142,12 @@ pub struct RunArgs {
     /// The command and its arguments (default: the image's, or sh)
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+impl RunArgs {
+    /// `--network`, or the default, bridge. The flag is kept unset when not
+    /// given, so that a spec file's `network:` can tell it from the default.
+    pub fn network(&self) -> &str {
+        self.network.as_deref().unwrap_or("bridge")
+    }
 }

@@ -157,7 +157,7 @@ impl Container {
             user,
             hostname,
             limits: limits(args)?,
-            network: network(&args.network)?,
+            network: network(args.network())?,
             ports: ports(args)?,
             volumes: args
                 .volumes
@@ -391,11 +391,11 @@ fn ports(args: &RunArgs) -> Result<Vec<Port>, Error> {
             proto,
         });
     }
-    if !ports.is_empty() && !matches!(network(&args.network)?, Network::Bridge(_)) {
+    if !ports.is_empty() && !matches!(network(args.network())?, Network::Bridge(_)) {
         return Err(Error::usage(format!(
             "-p publishes a port on a bridge, and --network {} has none; leave --network out \
              (bridge is the default)",
-            args.network
+            args.network()
         )));
     }
     Ok(ports)
@@ -407,7 +407,7 @@ mod tests {
 
     fn args(extra: impl FnOnce(&mut RunArgs)) -> RunArgs {
         let mut args = RunArgs {
-            network: "none".into(),
+            network: Some("none".into()),
             ..RunArgs::default()
         };
         extra(&mut args);

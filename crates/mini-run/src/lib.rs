@@ -18,6 +18,7 @@
 //! * [`inroot`] resolves mount targets inside the rootfs, never outside;
 //! * [`security`] holds Docker's defaults: capabilities, masked and
 //!   read-only paths;
+//! * [`spec`] reads the same options from a YAML file (`run -f`);
 //! * [`state`] is a container's id and its directory under `/run`;
 //! * [`tty`] is `-t`: the container's terminal, and the relay to it;
 //! * [`volume`] keeps the named volumes under `/var/lib/underhood`.
@@ -30,6 +31,7 @@ pub mod network;
 pub mod plan;
 pub mod run;
 pub mod security;
+pub mod spec;
 pub mod state;
 pub mod tty;
 pub mod volume;

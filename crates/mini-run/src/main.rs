@@ -75,7 +75,8 @@ fn volume(command: &VolumeCommand) -> Result<(), Error> {
 }
 
 fn go(args: &RunArgs, narrator: &Narrator) -> Result<ExitCode, Error> {
-    let container = Container::from_args(args)?;
+    let args = mini_run::spec::apply(args)?;
+    let container = Container::from_args(&args)?;
     if !nix::unistd::Uid::effective().is_root() && !narrator.is_dry_run() {
         return Err(Error::setup(
             "mini-run run needs root for now (namespaces, mounts and cgroups on the host); run it with sudo",
