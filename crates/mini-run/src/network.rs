@@ -32,19 +32,30 @@ pub struct Attachment {
     pub bridge: String,
     /// The veth's host end, which also holds the lease.
     pub host: String,
+    /// Ports were published: there are nftables rules to remove too.
+    pub published: bool,
 }
 
 impl Attachment {
-    /// As kept in the container's state directory: `BRIDGE HOST`.
+    /// As kept in the container's state directory: `BRIDGE HOST`, and
+    /// `ports` when it published some.
     pub fn record(&self) -> String {
-        format!("{} {}\n", self.bridge, self.host)
+        let ports = if self.published { " ports" } else { "" };
+        format!("{} {}{ports}\n", self.bridge, self.host)
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        let (bridge, host) = text.trim().split_once(' ')?;
+        let mut words = text.split_whitespace();
+        let (bridge, host) = (words.next()?, words.next()?);
+        let published = match words.next() {
+            None => false,
+            Some("ports") => true,
+            Some(_) => return None,
+        };
         Some(Self {
             bridge: bridge.into(),
             host: host.into(),
+            published,
         })
     }
 }
@@ -68,11 +79,12 @@ fn table() -> Result<Table, Error> {
 
 /// The host end a process's network namespace gets: known before anything
 /// is made, so it can be recorded first.
-pub fn attachment(bridge: &str, child: Pid) -> Result<Attachment, Error> {
+pub fn attachment(bridge: &str, child: Pid, ports: &[Port]) -> Result<Attachment, Error> {
     let host = vb::host_end(&netns_of(child))?;
     Ok(Attachment {
         bridge: bridge.into(),
         host,
+        published: !ports.is_empty(),
     })
 }
 
@@ -136,18 +148,22 @@ fn bridge_hint() -> &'static str {
     "--network takes bridge (the default), none, host, or a bridge of the toolkit's"
 }
 
-/// The bridge to connect to: the default one is made, with NAT, the
-/// first time; any other must have been made with veth-bridge.
+/// The bridge to connect to: the default one is made, with NAT on, the
+/// first time; any other must have been made with veth-bridge. NAT is
+/// turned on only then, as docker0's is when dockerd makes it: after
+/// `veth-bridge nat underhood0 off` it stays off, and no container pays
+/// for listing the nftables table on every start.
 fn bridge_for(name: &str, nl: &Netlink, narrator: &Narrator) -> Result<Bridge, Error> {
     if name != DEFAULT_BRIDGE {
         return vb::find_bridge(name, nl).map_err(|e| e.hint(bridge_hint()));
     }
-    if nl.link_index(name)?.is_none() {
-        let subnet = Subnet::parse(veth_bridge::alloc::DEFAULT_SUBNET).map_err(Error::setup)?;
-        vb::execute(&vb::bridge_add(name, &subnet, nl)?, narrator)?;
+    if nl.link_index(name)?.is_some() {
+        return vb::find_bridge(name, nl);
     }
-    let bridge = vb::find_bridge(name, nl)?;
     nft::require().map_err(|e| e.hint("or run with --network none"))?;
+    let subnet = Subnet::parse(veth_bridge::alloc::DEFAULT_SUBNET).map_err(Error::setup)?;
+    vb::execute(&vb::bridge_add(name, &subnet, nl)?, narrator)?;
+    let bridge = vb::find_bridge(name, nl)?;
     if let Some(plan) = vb::nat_on(&bridge, &nft::list()?) {
         vb::execute(&plan, narrator)?;
     }
@@ -168,7 +184,14 @@ pub fn disconnect(attachment: &Attachment, narrator: &Narrator) -> Result<(), Er
         }
         return Ok(());
     };
-    let plan = vb::disconnect_end(&bridge, &attachment.host, &table()?, &nl)?;
+    // Without published ports there is no rule of the container's to
+    // find: no need to list the table.
+    let table = if attachment.published {
+        table()?
+    } else {
+        Table::default()
+    };
+    let plan = vb::disconnect_end(&bridge, &attachment.host, &table, &nl)?;
     if !plan.is_empty() {
         vb::execute(&plan, narrator)?;
     }
@@ -181,11 +204,15 @@ mod tests {
 
     #[test]
     fn an_attachment_reads_back_as_written() {
-        let a = Attachment {
-            bridge: "underhood0".into(),
-            host: "vbf0000123".into(),
-        };
-        assert_eq!(Attachment::parse(&a.record()), Some(a));
+        for published in [false, true] {
+            let a = Attachment {
+                bridge: "underhood0".into(),
+                host: "vbf0000123".into(),
+                published,
+            };
+            assert_eq!(Attachment::parse(&a.record()), Some(a));
+        }
         assert_eq!(Attachment::parse("garbage"), None);
+        assert_eq!(Attachment::parse("underhood0 vbf0000123 what"), None);
     }
 }

@@ -488,7 +488,7 @@ impl Executor<'_> {
 
     fn connect(&mut self, bridge: &str, ports: &[Port]) -> Result<(), Error> {
         let child = self.child.expect("cloned");
-        let attachment = network::attachment(bridge, child)?;
+        let attachment = network::attachment(bridge, child, ports)?;
         // Recorded before anything is made: after a SIGKILL, mini-run
         // cleanup finds what to give back here.
         if let Some((dir, _)) = &self.state {
