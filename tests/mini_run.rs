@@ -552,9 +552,7 @@ fn named_volumes() -> Result<(), Failed> {
     ensure_eq(&out.status.code(), &Some(1), &describe(&out))?;
     ensure(stderr(&out).contains("in use"), describe(&out))?;
     ensure(dir.join("note").exists(), "rm removed a volume in use")?;
-    drop(child.0.stdin.take());
-    ensure(child.0.wait()?.success(), "the container's status")?;
-    left_nothing(&id)?;
+    ended(&mut child, &id)?;
     let out = run_for(cmd("mini-run").args(["volume", "rm", name]), 30)?;
     ensure(out.status.success(), describe(&out))?;
     ensure(!dir.exists(), "volume rm left the directory")?;
@@ -684,19 +682,35 @@ fn start(command: &mut std::process::Command) -> Result<Started, Failed> {
 
 fn sigterm() -> Result<(), Failed> {
     // pid 1 ignores signals it has no handler for; this one has one.
-    let (mut child, mut reader, id) = started(
+    let container = started(
         "trap 'echo got-term; exit 7' TERM; hostname; echo ready; while :; do sleep 0.1; done",
     )?;
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.0.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )?;
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut reader, &mut rest)?;
-    let status = child.0.wait()?;
-    ensure_eq(&status.code(), &Some(7), "the container's status")?;
+    let id = container.2.clone();
+    let (code, rest) = signalled(container, nix::sys::signal::Signal::SIGTERM)?;
+    ensure_eq(&code, &Some(7), "the container's status")?;
     ensure_eq(&rest.trim(), &"got-term", "the trap ran")?;
     left_nothing(&id)
+}
+
+/// Closes a started container's stdin, which its script waits on, and
+/// checks that it ended with 0 and left nothing.
+fn ended(child: &mut support::ChildGuard, id: &str) -> Result<(), Failed> {
+    drop(child.0.stdin.take());
+    let status = child.0.wait()?;
+    ensure_eq(&status.code(), &Some(0), "the container's status")?;
+    left_nothing(id)
+}
+
+/// Sends `signal` to a started container's mini-run and waits for it:
+/// its exit code, and what the container printed after `ready`.
+fn signalled(
+    (mut child, mut reader, _): Started,
+    signal: nix::sys::signal::Signal,
+) -> Result<(Option<i32>, String), Failed> {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.0.id() as i32), signal)?;
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut rest)?;
+    Ok((child.0.wait()?.code(), rest))
 }
 
 fn init_signals() -> Result<(), Failed> {
@@ -717,17 +731,11 @@ fn init_signals() -> Result<(), Failed> {
     let (_, lines) = container(&["--init"], "cat /proc/1/exe > /dev/null || echo refused")?;
     ensure_eq(&lines, &vec!["refused".to_string()], "reading /proc/1/exe")?;
     // sleep has no handler for SIGTERM; as pid 2 it needs none.
-    let (mut child, mut reader, id) =
-        started_with(&[], &["--init"], "hostname; echo ready; exec sleep 1000")?;
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.0.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )?;
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut reader, &mut rest)?;
-    let status = child.0.wait()?;
+    let container = started_with(&[], &["--init"], "hostname; echo ready; exec sleep 1000")?;
+    let id = container.2.clone();
+    let (code, _) = signalled(container, nix::sys::signal::Signal::SIGTERM)?;
     ensure_eq(
-        &status.code(),
+        &code,
         &Some(143),
         "128 + SIGTERM, as docker run --init gives",
     )?;
@@ -796,10 +804,7 @@ fn orphans() -> Result<(), Failed> {
             &outcome,
             &format!("the orphan under {run:?}\n{}", describe(&out)),
         )?;
-        drop(child.0.stdin.take());
-        let status = child.0.wait()?;
-        ensure_eq(&status.code(), &Some(0), "the container's status")?;
-        left_nothing(&id)?;
+        ended(&mut child, &id)?;
     }
     Ok(())
 }
@@ -894,12 +899,7 @@ fn terminal() -> Result<(), Failed> {
         &before.local_flags,
         "the host's terminal put back as it was",
     )?;
-    let id = seen
-        .split_whitespace()
-        .next()
-        .ok_or("no output")?
-        .to_string();
-    left_nothing(&id)
+    left_nothing(seen.split_whitespace().next().ok_or("no output")?)
 }
 
 fn no_terminal() -> Result<(), Failed> {
@@ -939,12 +939,7 @@ fn no_terminal() -> Result<(), Failed> {
     read_until(&master, &mut seen, "got-int")?;
     let status = child.0.wait()?;
     ensure_eq(&status.code(), &Some(9), "the container's status")?;
-    let id = seen
-        .split_whitespace()
-        .next()
-        .ok_or("no output")?
-        .to_string();
-    left_nothing(&id)
+    left_nothing(seen.split_whitespace().next().ok_or("no output")?)
 }
 
 fn libc_winsize(rows: u16, cols: u16) -> nix::libc::winsize {
@@ -1299,10 +1294,7 @@ fn published_port() -> Result<(), Failed> {
             &format!("curl {url}\n{}", describe(&out)),
         )?;
     }
-    drop(child.0.stdin.take());
-    let status = child.0.wait()?;
-    ensure_eq(&status.code(), &Some(0), "mini-run's status")?;
-    left_nothing(&id)?;
+    ended(&mut child, &id)?;
     sandbox.left_nothing()
 }
 
@@ -1374,10 +1366,7 @@ fn spec_file() -> Result<(), Failed> {
         &vec![(48u64 << 20).to_string()],
         "the cgroup's memory limit",
     )?;
-    drop(child.0.stdin.take());
-    let status = child.0.wait()?;
-    ensure_eq(&status.code(), &Some(0), "mini-run's status")?;
-    left_nothing(&id)
+    ended(&mut child, &id)
 }
 
 fn bad_spec_file() -> Result<(), Failed> {
