@@ -110,6 +110,17 @@ fn main() {
         NEEDS,
         closed_narration,
     );
+    suite.test(
+        "explain_prints_the_same_container_by_hand_and_it_runs",
+        NEEDS,
+        by_hand,
+    );
+    suite.test_with_tools(
+        "by_hand_on_a_bridge_the_chain_connects_and_gives_back",
+        NET,
+        &["unshare", "nsenter", "ip", "nft"],
+        by_hand_on_a_bridge,
+    );
     suite.test("dry_run_makes_nothing", &[Busybox], dry_run);
     suite.test(
         "a_spec_file_runs_the_container_it_describes",
@@ -970,6 +981,128 @@ fn closed_narration() -> Result<(), Failed> {
     ensure_eq(&rest.trim(), &"go", "the container read its stdin")?;
     ensure_eq(&status.code(), &Some(0), "mini-run's status")?;
     left_nothing(&id)
+}
+
+/// The chain `--explain` prints, from its stderr: the indented lines
+/// under `[mini-run] by hand`.
+fn chain_of(out: &Output) -> Result<String, Failed> {
+    let text = stderr(out);
+    let mut lines = text
+        .lines()
+        .skip_while(|l| !l.starts_with("[mini-run] by hand"))
+        .skip(1)
+        .map_while(|l| l.strip_prefix("    ").filter(|_| !l.starts_with("     ")));
+    let chain: Vec<&str> = lines.by_ref().collect();
+    ensure(!chain.is_empty(), format!("no chain in\n{}", describe(out)))?;
+    Ok(chain.join("\n") + "\n")
+}
+
+/// Runs `chain` with sh in `dir`, the toolkit's programs first in PATH,
+/// under `prefix` (nsenter into a sandbox, say).
+fn run_chain(prefix: &[&str], dir: &Path, chain: &str) -> Result<Output, Failed> {
+    std::fs::write(dir.join("chain.sh"), chain)?;
+    let (program, rest) = match prefix.split_first() {
+        Some((p, rest)) => (*p, rest),
+        None => ("sh", &[][..]),
+    };
+    let mut command = std::process::Command::new(program);
+    command.args(rest);
+    if !prefix.is_empty() {
+        command.arg("sh");
+    }
+    run_for(
+        command.arg("chain.sh").current_dir(dir).env(
+            "PATH",
+            format!(
+                "{}:{}",
+                support::bin_dir().display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        ),
+        60,
+    )
+}
+
+/// No mount is left under `dir`.
+fn no_mounts_under(dir: &Path) -> Result<(), Failed> {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let left: Vec<&str> = mounts
+        .lines()
+        .filter(|l| {
+            l.split_whitespace()
+                .nth(4)
+                .is_some_and(|m| m.starts_with(&*dir.to_string_lossy()))
+        })
+        .collect();
+    ensure(left.is_empty(), format!("mounts left: {left:?}"))
+}
+
+fn by_hand() -> Result<(), Failed> {
+    let dir = scratch();
+    let script = "echo \"$GREETING: pid $$ on $(hostname) in $(pwd)\"; cat /data/note";
+    std::fs::create_dir(dir.path().join("data"))?;
+    std::fs::write(dir.path().join("data/note"), "from a volume\n")?;
+    let volume = format!("{}/data:/data:ro", dir.path().display());
+    let out = run_for(
+        cmd("mini-run")
+            .args(["--explain", "run", "--network", "none", "--memory", "32m"])
+            .args([
+                "--hostname",
+                "hand",
+                "-e",
+                "GREETING=hi there",
+                "-w",
+                "/srv",
+            ])
+            .args(["-v", &volume, "--", "sh", "-c", script]),
+        60,
+    )?;
+    ensure(out.status.success(), describe(&out))?;
+    let want = "hi there: pid 1 on hand in /srv\nfrom a volume\n";
+    ensure_eq(&stdout(&out).as_ref(), &want, "mini-run's container")?;
+    let chain = chain_of(&out)?;
+    for tool in [
+        "overlay-stack mount",
+        "cg-limit --memory 32M",
+        "ns-unshare --fork",
+        "overlay-stack umount",
+    ] {
+        ensure(chain.contains(tool), format!("no {tool} in\n{chain}"))?;
+    }
+    // The same, by hand: the same output, and nothing left.
+    let work = dir.path().join("by-hand");
+    std::fs::create_dir(&work)?;
+    let out = run_chain(&[], &work, &chain)?;
+    ensure(out.status.success(), describe(&out))?;
+    ensure_eq(
+        &stdout(&out).as_ref(),
+        &want,
+        &format!("the chain's container\n{chain}"),
+    )?;
+    no_mounts_under(dir.path())?;
+    let name = chain
+        .split_whitespace()
+        .skip_while(|w| *w != "--name")
+        .nth(1)
+        .ok_or("no --name in the chain")?;
+    ensure(cgroups_named(name).is_empty(), "cg-limit's cgroup is left")
+}
+
+fn by_hand_on_a_bridge() -> Result<(), Failed> {
+    let sandbox = NetSandbox::new()?;
+    let out = support::run(&mut sandbox.command(&["--explain"], "ip -4 -o addr show eth0"))?;
+    ensure(out.status.success(), describe(&out))?;
+    let chain = chain_of(&out)?;
+    let work = scratch();
+    let netns = format!("--net={}", sandbox.netns().display());
+    let out = run_chain(&["nsenter", &netns], work.path(), &chain)?;
+    ensure(out.status.success(), format!("{}\n{chain}", describe(&out)))?;
+    ensure(
+        address_of(&stdout(&out).lines().map(String::from).collect::<Vec<_>>()).is_some(),
+        format!("no address on eth0 by hand\n{}", describe(&out)),
+    )?;
+    no_mounts_under(work.path())?;
+    sandbox.left_nothing()
 }
 
 fn dry_run() -> Result<(), Failed> {

@@ -13,6 +13,8 @@
 //! * [`container`] checks the flags into a [`container::Container`];
 //! * [`plan`] turns it into the steps of the caller, the parent and the
 //!   child, which [`run`] executes;
+//! * [`by_hand`] is the same container as a chain of the standalone
+//!   tools' commands, which `--explain` prints;
 //! * [`network`] connects the container to a bridge, and back;
 //! * [`init`] is `--init`'s pid 1, which passes signals on and reaps;
 //! * [`inroot`] resolves mount targets inside the rootfs, never outside;
@@ -23,6 +25,7 @@
 //! * [`tty`] is `-t`: the container's terminal, and the relay to it;
 //! * [`volume`] keeps the named volumes under `/var/lib/underhood`.
 
+pub mod by_hand;
 pub mod cli;
 pub mod container;
 pub mod init;

@@ -74,6 +74,20 @@ fn volume(command: &VolumeCommand) -> Result<(), Error> {
     Ok(())
 }
 
+/// `--explain`: first the same container as the standalone tools'
+/// commands, on stderr like the rest of the narration.
+fn explain_by_hand(container: &Container, id: &Id, default_rootfs: &std::path::Path) {
+    use std::io::Write;
+    let mut text = format!(
+        "[mini-run] by hand, the same container from the standalone tools, run from an empty directory ({}):\n",
+        mini_run::by_hand::LEFT_OUT
+    );
+    for command in mini_run::by_hand::commands(container, id, default_rootfs) {
+        text.push_str(&format!("    {command}\n"));
+    }
+    let _ = std::io::stderr().write_all(text.as_bytes());
+}
+
 fn go(args: &RunArgs, narrator: &Narrator) -> Result<ExitCode, Error> {
     let args = mini_run::spec::apply(args)?;
     let container = Container::from_args(&args)?;
@@ -98,6 +112,9 @@ fn go(args: &RunArgs, narrator: &Narrator) -> Result<ExitCode, Error> {
     if narrator.is_dry_run() {
         let _ = narrator.print_plan(&plan, &mut std::io::stdout().lock());
         return Ok(ExitCode::SUCCESS);
+    }
+    if narrator.mode() == steps::narrate::Mode::Explain {
+        explain_by_hand(&container, &id, &default_rootfs);
     }
     let exit = run::run(&plan, narrator, &*fs)?;
     Ok(ExitCode::from(exit.shell_status()))
