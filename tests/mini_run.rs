@@ -121,6 +121,17 @@ fn main() {
         &["unshare", "nsenter", "ip", "nft"],
         by_hand_on_a_bridge,
     );
+    suite.test(
+        "a_failure_or_a_kill_after_any_step_leaves_nothing",
+        NEEDS,
+        faults,
+    );
+    suite.test_with_tools(
+        "on_a_bridge_a_failure_or_a_kill_after_any_step_leaves_nothing",
+        NET,
+        &["unshare", "nsenter", "ip", "nft"],
+        faults_on_a_bridge,
+    );
     suite.test("dry_run_makes_nothing", &[Busybox], dry_run);
     suite.test(
         "a_spec_file_runs_the_container_it_describes",
@@ -1103,6 +1114,135 @@ fn by_hand_on_a_bridge() -> Result<(), Failed> {
     )?;
     no_mounts_under(work.path())?;
     sandbox.left_nothing()
+}
+
+/// The container's id in mini-run's narration: its state directory's name.
+fn id_in(narration: &str) -> Option<String> {
+    let at = narration.find("/run/underhood/containers/")? + "/run/underhood/containers/".len();
+    narration.get(at..at + 12).map(String::from)
+}
+
+fn faults() -> Result<(), Failed> {
+    // With a limit and a named volume, so that their steps are walked too.
+    let volume = VolumeGuard(format!("umr-fault-{}", std::process::id()));
+    let spec = format!("{}:/data", volume.0);
+    let args = ["--network", "none", "--memory", "32m", "-v", &spec];
+    walk_faults(&|| cmd("mini-run"), &args, &volume, &|| Ok(()))
+}
+
+fn faults_on_a_bridge() -> Result<(), Failed> {
+    // The same walk with a connection and a published port, in a sandbox:
+    // no lease, veth or rule may be left either.
+    let sandbox = NetSandbox::new()?;
+    let volume = VolumeGuard(format!("umr-bfault-{}", std::process::id()));
+    let spec = format!("{}:/data", volume.0);
+    let args = ["--network", &sandbox.bridge, "-p", "18083:80", "-v", &spec];
+    let netns = format!("--net={}", sandbox.netns().display());
+    let in_sandbox = || {
+        let mut command = std::process::Command::new("nsenter");
+        command.arg(&netns).arg(support::bin("mini-run"));
+        command
+    };
+    walk_faults(&in_sandbox, &args, &volume, &|| sandbox.left_nothing())
+}
+
+/// For every step N of `mini-run run ARGS -- true`, started by `mini_run`:
+/// fail@N leaves nothing, and kill@N leaves nothing once `mini-run cleanup`
+/// ran; `also` checks what else must be left as it was.
+fn walk_faults(
+    mini_run: &dyn Fn() -> std::process::Command,
+    run_args: &[&str],
+    volume: &VolumeGuard,
+    also: &dyn Fn() -> Result<(), Failed>,
+) -> Result<(), Failed> {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = Path::new("/var/lib/underhood/volumes").join(&volume.0);
+    let args: Vec<&str> = ["run"]
+        .into_iter()
+        .chain(run_args.iter().copied())
+        .chain(["--", "true"])
+        .collect();
+    let plan = run_for(mini_run().arg("--dry-run").args(&args), 30)?;
+    let steps: Vec<String> = stdout(&plan)
+        .lines()
+        .filter(|l| l.chars().nth(3) == Some('.'))
+        .map(String::from)
+        .collect();
+    ensure(steps.len() > 50, describe(&plan))?;
+    let variable = steps::fault::VARIABLE;
+    for n in 1..=steps.len() {
+        // The command replaced the child at its execve: no fault comes
+        // after that step, and the container runs.
+        let runs = steps[n - 1].contains("child: execve(");
+        let out = run_for(
+            mini_run()
+                .arg("--explain")
+                .args(&args)
+                .env(variable, format!("fail@{n}")),
+            60,
+        )?;
+        let said = format!("mini-run: injected failure after step {n} ({variable}=fail@{n})");
+        let failed = out.status.code() == Some(125) && stderr(&out).lines().any(|l| l == said);
+        ensure(
+            failed || (runs && out.status.success()),
+            format!("fail@{n}, after {}\n{}", steps[n - 1], describe(&out)),
+        )?;
+        if let Some(id) = id_in(&stderr(&out)) {
+            left_nothing(&id).map_err(|e| format!("fail@{n}: {e:?}"))?;
+        }
+        also().map_err(|e| format!("fail@{n}: {e:?}"))?;
+        ensure(
+            runs == dir.exists(),
+            format!(
+                "fail@{n}: the volume {}",
+                if runs { "is gone" } else { "is left" }
+            ),
+        )?;
+        if runs {
+            run_for(cmd("mini-run").args(["volume", "rm", &volume.0]), 30)?;
+        }
+
+        // SIGKILL after the step, then mini-run cleanup.
+        let mut child = spawn_group(
+            mini_run()
+                .arg("--explain")
+                .args(&args)
+                .env(variable, format!("kill@{n}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped()),
+        )?;
+        let mut narration = String::new();
+        for line in BufReader::new(child.0.stderr.take().ok_or("no stderr")?).lines() {
+            let line = line?;
+            if line.contains("kill mini-run now") {
+                nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(child.0.id() as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                )?;
+            }
+            narration.push_str(&line);
+            narration.push('\n');
+        }
+        let status = child.0.wait()?;
+        ensure(
+            status.signal() == Some(9) || (runs && status.success()),
+            format!("kill@{n}, after {}: {status}\n{narration}", steps[n - 1]),
+        )?;
+        let out = run_for(mini_run().arg("cleanup"), 30)?;
+        ensure(out.status.success(), describe(&out))?;
+        if let Some(id) = id_in(&narration) {
+            left_nothing(&id).map_err(|e| format!("kill@{n}: {e:?}"))?;
+        }
+        also().map_err(|e| format!("kill@{n}: {e:?}"))?;
+        // Killed after its last step, the run had ended as a run does:
+        // nothing left to undo, and the volume it made is kept.
+        let kept = runs || n == steps.len();
+        ensure(kept == dir.exists(), format!("kill@{n}: the volume"))?;
+        if kept {
+            run_for(cmd("mini-run").args(["volume", "rm", &volume.0]), 30)?;
+        }
+    }
+    Ok(())
 }
 
 fn dry_run() -> Result<(), Failed> {

@@ -32,21 +32,25 @@ pub struct Attachment {
     pub bridge: String,
     /// The veth's host end, which also holds the lease.
     pub host: String,
+    /// The network namespace the bridge is in, by its inode: only there
+    /// can the connection be undone.
+    pub netns: u64,
     /// Ports were published: there are nftables rules to remove too.
     pub published: bool,
 }
 
 impl Attachment {
-    /// As kept in the container's state directory: `BRIDGE HOST`, and
-    /// `ports` when it published some.
+    /// As kept in the container's state directory: `BRIDGE HOST
+    /// net:INODE`, and `ports` when it published some.
     pub fn record(&self) -> String {
         let ports = if self.published { " ports" } else { "" };
-        format!("{} {}{ports}\n", self.bridge, self.host)
+        format!("{} {} net:{}{ports}\n", self.bridge, self.host, self.netns)
     }
 
     pub fn parse(text: &str) -> Option<Self> {
         let mut words = text.split_whitespace();
         let (bridge, host) = (words.next()?, words.next()?);
+        let netns = words.next()?.strip_prefix("net:")?.parse().ok()?;
         let published = match words.next() {
             None => false,
             Some("ports") => true,
@@ -55,9 +59,21 @@ impl Attachment {
         Some(Self {
             bridge: bridge.into(),
             host: host.into(),
+            netns,
             published,
         })
     }
+
+    /// Whether this process is in the network namespace of the bridge.
+    pub fn is_here(&self) -> bool {
+        current_netns() == Some(self.netns)
+    }
+}
+
+/// The inode of this process's network namespace.
+fn current_netns() -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/ns/net").ok().map(|m| m.ino())
 }
 
 /// Holds the lock that makes one mini-run at a time look at and change the
@@ -84,6 +100,7 @@ pub fn attachment(bridge: &str, child: Pid, ports: &[Port]) -> Result<Attachment
     Ok(Attachment {
         bridge: bridge.into(),
         host,
+        netns: current_netns().unwrap_or(0),
         published: !ports.is_empty(),
     })
 }
@@ -208,11 +225,13 @@ mod tests {
             let a = Attachment {
                 bridge: "underhood0".into(),
                 host: "vbf0000123".into(),
+                netns: 4026531840,
                 published,
             };
             assert_eq!(Attachment::parse(&a.record()), Some(a));
         }
         assert_eq!(Attachment::parse("garbage"), None);
-        assert_eq!(Attachment::parse("underhood0 vbf0000123 what"), None);
+        assert_eq!(Attachment::parse("underhood0 vbf0000123"), None);
+        assert_eq!(Attachment::parse("underhood0 vbf0000123 net:1 what"), None);
     }
 }

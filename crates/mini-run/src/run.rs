@@ -38,6 +38,10 @@ use crate::volume;
 /// connected: `BRIDGE HOST-END`.
 const NETWORK_RECORD: &str = "network";
 
+/// The file in a container's state directory that names the volumes its
+/// run made, one per line.
+const VOLUMES_RECORD: &str = "volumes-made";
+
 struct Executor<'a> {
     narrator: &'a Narrator,
     fs: &'a dyn CgroupFs,
@@ -107,6 +111,16 @@ pub fn run(plan: &Plan<RunStep>, narrator: &Narrator, fs: &dyn CgroupFs) -> Resu
         if let Err(error) = executor.execute(step) {
             return Err(executor.fail(error));
         }
+        // The clone's child did not make the clone: its parent answers
+        // for that step.
+        let made_it = !(step.side == Side::Caller && executor.here == Side::Child);
+        match steps::fault::after(index + 1).filter(|_| made_it) {
+            None => {}
+            Some(steps::fault::Fault::Fail) => {
+                return Err(executor.fail(steps::fault::error(index + 1)));
+            }
+            Some(steps::fault::Fault::Kill) => executor.kill_mini_run(index + 1),
+        }
     }
     Ok(executor.exit.expect("the plan waits for the container"))
 }
@@ -125,7 +139,20 @@ impl Executor<'_> {
             Op::WriteFile { path, content, .. } => {
                 std::fs::write(path, content).map_err(|e| Error::io(call(), &e))?
             }
-            Op::Volume { name, .. } => self.volumes.push(volume::acquire(name)?),
+            Op::Volume { name, .. } => {
+                let in_use = volume::acquire(name)?;
+                // Noted in the state directory: after a SIGKILL, mini-run
+                // cleanup takes back the volumes the run made.
+                if let (true, Some((dir, _))) = (in_use.made, &self.state) {
+                    let mut record = std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(dir.join(VOLUMES_RECORD))
+                        .map_err(|e| Error::io(call(), &e))?;
+                    writeln!(record, "{name}").map_err(|e| Error::io(call(), &e))?;
+                }
+                self.volumes.push(in_use);
+            }
             Op::Cgroup { name, limits } => {
                 let plan = cg_limit::plan::hold_plan(self.fs, name, limits)?;
                 let cgroup = self.fs.layout().cgroup(name);
@@ -620,6 +647,29 @@ impl Executor<'_> {
         exec_error(&argv[0], errno, path_var)
     }
 
+    /// `UNDERHOOD_FAULT=kill@N`: mini-run ends by SIGKILL, as `kill -9`
+    /// would end it. The child cannot signal mini-run, which is outside
+    /// its PID namespace: it says on stderr that mini-run is to be killed
+    /// now, for the test to do it, and waits for that on the sync pipe.
+    fn kill_mini_run(&mut self, number: usize) {
+        if self.here != Side::Child {
+            let _ = kill(nix::unistd::getpid(), Signal::SIGKILL);
+            return;
+        }
+        let _ = std::io::stderr().write_all(
+            format!(
+                "mini-run: {}: kill mini-run now (after step {number})\n",
+                steps::fault::VARIABLE
+            )
+            .as_bytes(),
+        );
+        let mut byte = [0u8; 1];
+        if let Some(sync) = self.sync.as_mut() {
+            while matches!(sync.read(&mut byte), Ok(n) if n > 0) {}
+        }
+        std::process::exit(i32::from(steps::exit::SETUP));
+    }
+
     /// Undoes what was made and gives back the error. In the child, the
     /// error goes to the parent instead, which undoes.
     fn fail(&mut self, error: Error) -> Error {
@@ -639,11 +689,10 @@ impl Executor<'_> {
         self.remove_state();
         // A volume this run made is taken back while it is still empty:
         // the command never ran, or wrote nothing there.
-        for volume in self.volumes.drain(..) {
-            drop(volume.lock);
-            if volume.made {
-                let _ = std::fs::remove_dir(&volume.dir);
-                let _ = std::fs::remove_dir(crate::volume::VOLUMES_DIR);
+        for in_use in self.volumes.drain(..) {
+            drop(in_use.lock);
+            if in_use.made {
+                volume::take_back(&in_use.dir);
             }
         }
         self.narrator
@@ -782,7 +831,23 @@ pub fn cleanup(fs: &dyn CgroupFs, narrator: &Narrator) -> Result<Vec<String>, Er
             .ok()
             .and_then(|text| Attachment::parse(&text))
         {
+            // Its bridge, lease and rules are in another network namespace
+            // (a test's sandbox, say): only a cleanup there can undo them.
+            if !attachment.is_here() {
+                said.push(format!(
+                    "kept {short}: its bridge {} is in another network namespace (net:[{}]); run mini-run cleanup there",
+                    attachment.bridge, attachment.netns
+                ));
+                continue;
+            }
             network::disconnect(&attachment, &narrator_for("veth-bridge", narrator))?;
+        }
+        for name in std::fs::read_to_string(dir.join(VOLUMES_RECORD))
+            .unwrap_or_default()
+            .lines()
+            .filter(|n| volume::check_name(n).is_ok())
+        {
+            volume::take_back(&volume::dir(name));
         }
         let cgroup_name =
             cg_limit::Name::parse(&format!("mini-run-{short}")).map_err(Error::setup)?;

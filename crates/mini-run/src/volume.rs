@@ -81,6 +81,16 @@ pub fn acquire(name: &str) -> Result<InUse, Error> {
     )))
 }
 
+/// Takes back a volume a run made and never used: removed if it is still
+/// empty and no container holds it.
+pub fn take_back(dir: &Path) {
+    let Ok(file) = File::open(dir) else { return };
+    if let Ok(_lock) = Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        let _ = std::fs::remove_dir(dir);
+        let _ = std::fs::remove_dir(VOLUMES_DIR);
+    }
+}
+
 /// `mini-run volume create NAME`: makes it (or finds it there).
 pub fn create(name: &str) -> Result<(), Error> {
     check_name(name).map_err(Error::usage)?;

@@ -14,6 +14,7 @@
 pub mod chapter;
 pub mod cli;
 pub mod error;
+pub mod fault;
 pub mod kernel;
 pub mod lock;
 pub mod narrate;
