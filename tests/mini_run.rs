@@ -1202,6 +1202,34 @@ fn walk_faults(
             run_for(cmd("mini-run").args(["volume", "rm", &volume.0]), 30)?;
         }
 
+        // A Ctrl-C after a step of mini-run's own: before the clone it
+        // stops mini-run, after it the container ends by it, or has ended.
+        if !steps[n - 1].contains(" child: ") {
+            let out = run_for(
+                mini_run()
+                    .arg("--explain")
+                    .args(&args)
+                    .env(variable, format!("int@{n}")),
+                60,
+            )?;
+            ensure(
+                matches!(out.status.code(), Some(130) | Some(0)),
+                format!("int@{n}, after {}\n{}", steps[n - 1], describe(&out)),
+            )?;
+            if let Some(id) = id_in(&stderr(&out)) {
+                left_nothing(&id).map_err(|e| format!("int@{n}: {e:?}"))?;
+            }
+            also().map_err(|e| format!("int@{n}: {e:?}"))?;
+            // Stopped before the clone, mini-run took its volume back; else
+            // the container ran (and may have ended by the SIGINT passed
+            // on), and keeps it.
+            let ran = !stderr(&out).contains("it was not run");
+            ensure(ran == dir.exists(), format!("int@{n}: the volume"))?;
+            if ran {
+                run_for(cmd("mini-run").args(["volume", "rm", &volume.0]), 30)?;
+            }
+        }
+
         // SIGKILL after the step, then mini-run cleanup.
         let mut child = spawn_group(
             mini_run()

@@ -120,6 +120,12 @@ pub fn run(plan: &Plan<RunStep>, narrator: &Narrator, fs: &dyn CgroupFs) -> Resu
                 return Err(executor.fail(steps::fault::error(index + 1)));
             }
             Some(steps::fault::Fault::Kill) => executor.kill_mini_run(index + 1),
+            // A Ctrl-C reaches mini-run (the container has a session of
+            // its own); the child is not signalled this way.
+            Some(steps::fault::Fault::Interrupt) if executor.here != Side::Child => {
+                let _ = kill(nix::unistd::getpid(), Signal::SIGINT);
+            }
+            Some(steps::fault::Fault::Interrupt) => {}
         }
     }
     Ok(executor.exit.expect("the plan waits for the container"))

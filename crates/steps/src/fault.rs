@@ -1,7 +1,8 @@
 //! Fault injection, for tests only: `UNDERHOOD_FAULT=fail@N` makes a tool
 //! fail right after step N of its plan (counted from 1, as `--dry-run`
 //! numbers them), as if that step's call had failed; `UNDERHOOD_FAULT=kill@N`
-//! ends the tool with SIGKILL there instead, which no clean-up survives.
+//! ends the tool with SIGKILL there instead, which no clean-up survives,
+//! and `UNDERHOOD_FAULT=int@N` sends it SIGINT, as a Ctrl-C would.
 //! A test walks N over every step and checks that each failure leaves
 //! nothing behind, and that each kill does once the tool's cleanup
 //! command has run. The variable is read once; unset, it costs nothing.
@@ -15,6 +16,8 @@ pub enum Fault {
     Fail,
     /// End the tool with SIGKILL.
     Kill,
+    /// Send the tool SIGINT.
+    Interrupt,
 }
 
 /// The variable that asks for a fault.
@@ -25,6 +28,7 @@ fn parse(text: &str) -> Option<(Fault, usize)> {
     let fault = match what {
         "fail" => Fault::Fail,
         "kill" => Fault::Kill,
+        "int" => Fault::Interrupt,
         _ => return None,
     };
     Some((fault, step.parse().ok().filter(|n| *n > 0)?))
@@ -52,6 +56,7 @@ mod tests {
     fn the_variable_names_a_fault_and_a_step() {
         assert_eq!(parse("fail@3"), Some((Fault::Fail, 3)));
         assert_eq!(parse("kill@12"), Some((Fault::Kill, 12)));
+        assert_eq!(parse("int@2"), Some((Fault::Interrupt, 2)));
         for bad in ["", "fail", "fail@", "fail@0", "boom@3", "fail@x"] {
             assert_eq!(parse(bad), None, "{bad}");
         }
