@@ -1127,7 +1127,13 @@ fn faults() -> Result<(), Failed> {
     let volume = VolumeGuard(format!("umr-fault-{}", std::process::id()));
     let spec = format!("{}:/data", volume.0);
     let args = ["--network", "none", "--memory", "32m", "-v", &spec];
-    walk_faults(&|| cmd("mini-run"), &args, &volume, &|| Ok(()))
+    walk_faults(
+        &|| cmd("mini-run"),
+        &args,
+        ChildSteps::FirstOfEachKind,
+        &volume,
+        &|| Ok(()),
+    )
 }
 
 fn faults_on_a_bridge() -> Result<(), Failed> {
@@ -1143,15 +1149,37 @@ fn faults_on_a_bridge() -> Result<(), Failed> {
         command.arg(&netns).arg(support::bin("mini-run"));
         command
     };
-    walk_faults(&in_sandbox, &args, &volume, &|| sandbox.left_nothing())
+    // The network is the caller's and the parent's: the child's steps
+    // are walked on the host.
+    walk_faults(&in_sandbox, &args, ChildSteps::None, &volume, &|| {
+        sandbox.left_nothing()
+    })
 }
 
-/// For every step N of `mini-run run ARGS -- true`, started by `mini_run`:
-/// fail@N leaves nothing, and kill@N leaves nothing once `mini-run cleanup`
-/// ran; `also` checks what else must be left as it was.
+/// Which of the child's steps a walk takes. Its forty-odd mounts, links
+/// and hidden paths fail and end alike, one kind after another: the first
+/// of each kind stands for the rest, which keeps the walk short enough for
+/// the VM lane's emulated machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChildSteps {
+    FirstOfEachKind,
+    None,
+}
+
+/// The child's call in a `--dry-run` line, by its name: `mount`, `symlink`…
+fn child_call(step: &str) -> Option<&str> {
+    let (_, call) = step.split_once(" child: ")?;
+    call.split(['(', ' ']).next()
+}
+
+/// For each step N of `mini-run run ARGS -- true` that `children` takes,
+/// started by `mini_run`: fail@N leaves nothing, kill@N leaves nothing once
+/// `mini-run cleanup` ran, and so does int@N after a step of mini-run's
+/// own; `also` checks what else must be left as it was.
 fn walk_faults(
     mini_run: &dyn Fn() -> std::process::Command,
     run_args: &[&str],
+    children: ChildSteps,
     volume: &VolumeGuard,
     also: &dyn Fn() -> Result<(), Failed>,
 ) -> Result<(), Failed> {
@@ -1170,7 +1198,14 @@ fn walk_faults(
         .collect();
     ensure(steps.len() > 50, describe(&plan))?;
     let variable = steps::fault::VARIABLE;
-    for n in 1..=steps.len() {
+    let walked = (1..=steps.len()).filter(|&n| match child_call(&steps[n - 1]) {
+        None => true,
+        Some(call) => {
+            children == ChildSteps::FirstOfEachKind
+                && (n == 1 || child_call(&steps[n - 2]) != Some(call))
+        }
+    });
+    for n in walked {
         // The command replaced the child at its execve: no fault comes
         // after that step, and the container runs.
         let runs = steps[n - 1].contains("child: execve(");
@@ -1310,12 +1345,10 @@ fn killed() -> Result<(), Failed> {
         std::path::Path::new("/run/underhood/containers").exists(),
         "the state directory should still be there for cleanup to find",
     )?;
+    // Another test's cleanup, running meanwhile, may have been first:
+    // what matters is that nothing is left once one has run.
     let out = run_for(cmd("mini-run").arg("cleanup"), 30)?;
     ensure(out.status.success(), describe(&out))?;
-    ensure(
-        stdout(&out).lines().any(|l| l == format!("removed {id}")),
-        format!("cleanup did not remove {id}\n{}", describe(&out)),
-    )?;
     left_nothing(&id)
 }
 
