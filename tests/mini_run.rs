@@ -1022,15 +1022,21 @@ fn run_chain(prefix: &[&str], dir: &Path, chain: &str) -> Result<Output, Failed>
         command.arg("sh");
     }
     run_for(
-        command.arg("chain.sh").current_dir(dir).env(
-            "PATH",
-            format!(
-                "{}:{}",
-                support::bin_dir().display(),
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        ),
+        command
+            .arg("chain.sh")
+            .current_dir(dir)
+            .env("PATH", toolkit_first()),
         60,
+    )
+}
+
+/// `$PATH` with the toolkit's binaries first, for scripts that call them
+/// by name.
+fn toolkit_first() -> String {
+    format!(
+        "{}:{}",
+        support::bin_dir().display(),
+        std::env::var("PATH").unwrap_or_default()
     )
 }
 
@@ -1578,14 +1584,7 @@ fn default_bridge() -> Result<(), Failed> {
                 "-c",
                 script,
             ])
-            .env(
-                "PATH",
-                format!(
-                    "{}:{}",
-                    support::bin_dir().display(),
-                    std::env::var("PATH").unwrap_or_default()
-                ),
-            ),
+            .env("PATH", toolkit_first()),
         60,
     )?;
     ensure(out.status.success(), describe(&out))?;
