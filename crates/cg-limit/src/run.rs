@@ -5,7 +5,6 @@
 
 use std::ffi::CString;
 use std::fs::File;
-use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -376,15 +375,9 @@ impl Executor<'_> {
         let child = self.child.expect("the plan forks before it waits");
         // The child either reports why it could not run the command, or
         // execs, which closes its end of the pipe.
-        let mut report = String::new();
-        if let Some(mut pipe) = self.failure.take() {
-            let _ = pipe.read_to_string(&mut report);
-        }
-        if !report.is_empty() {
+        if let Some(error) = steps::process::read_report(self.failure.take()) {
             let _ = waitpid(child, None);
             self.child = None;
-            let (code, message) = report.split_once('\n').unwrap_or(("125", &report));
-            let error = Error::with_code(message, code.parse().unwrap_or(steps::exit::SETUP));
             return Err(failed(Errno::UnknownErrno, error));
         }
         let narrator = self.narrator;
@@ -438,10 +431,7 @@ impl Executor<'_> {
     /// child, the error goes to the parent instead, which undoes.
     fn fail(&mut self, error: Error) -> Error {
         if self.here == Side::Child {
-            if let Some(mut pipe) = self.failure.take() {
-                let _ = pipe.write_all(format!("{}\n{error}", error.code()).as_bytes());
-            }
-            std::process::exit(i32::from(error.code()));
+            steps::process::report_and_exit(self.failure.take(), &error);
         }
         if let Some(child) = self.child.take() {
             let _ = kill(child, Signal::SIGKILL);

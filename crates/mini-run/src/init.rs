@@ -20,6 +20,7 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
+use steps::process::Exit;
 
 /// `si_code` of a signal the kernel itself sent, as the terminal's line
 /// discipline does for Ctrl-C (SI_KERNEL in <asm-generic/siginfo.h>).
@@ -74,11 +75,12 @@ pub fn serve(command: Pid, signals: Signals) -> ! {
 fn reap(command: Pid) -> Option<i32> {
     loop {
         match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(pid, code)) if pid == command => return Some(code),
-            Ok(WaitStatus::Signaled(pid, signal, _)) if pid == command => {
-                return Some(128 + signal as i32);
-            }
             Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return None,
+            Ok(status) if status.pid() == Some(command) => {
+                if let Some(exit) = Exit::of(status) {
+                    return Some(i32::from(exit.shell_status()));
+                }
+            }
             // An orphan, reaped: no zombie left.
             Ok(_) | Err(Errno::EINTR) => continue,
             Err(_) => return None,

@@ -556,18 +556,10 @@ impl Executor<'_> {
             }
             None => None,
         };
-        let mut report = String::new();
-        if let Some(mut pipe) = self.report.take() {
-            let _ = pipe.read_to_string(&mut report);
-        }
-        if !report.is_empty() {
+        if let Some(error) = steps::process::read_report(self.report.take()) {
             let _ = waitpid(child, None);
             self.child = None;
-            let (code, message) = report.split_once('\n').unwrap_or(("125", &report));
-            return Err(Error::with_code(
-                message,
-                code.parse().unwrap_or(steps::exit::SETUP),
-            ));
+            return Err(error);
         }
         let narrator = self.narrator;
         let on_signal = |signal: Signal| {
@@ -680,10 +672,7 @@ impl Executor<'_> {
     /// error goes to the parent instead, which undoes.
     fn fail(&mut self, error: Error) -> Error {
         if self.here == Side::Child {
-            if let Some(mut pipe) = self.report.take() {
-                let _ = pipe.write_all(format!("{}\n{error}", error.code()).as_bytes());
-            }
-            std::process::exit(i32::from(error.code()));
+            steps::process::report_and_exit(self.report.take(), &error);
         }
         if let Some(child) = self.child.take() {
             let _ = kill(child, Signal::SIGKILL);

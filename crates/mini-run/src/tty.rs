@@ -160,13 +160,11 @@ pub fn relay(
     loop {
         match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) => {}
-            Ok(WaitStatus::Exited(_, code)) => {
-                return Ok(drain(&mut master, Exit::Code(code as u8)));
-            }
-            Ok(WaitStatus::Signaled(_, signal, _)) => {
-                return Ok(drain(&mut master, Exit::Signal(signal)));
-            }
-            Ok(_) | Err(Errno::EINTR) => continue,
+            Ok(status) => match Exit::of(status) {
+                Some(exit) => return Ok(drain(&mut master, exit)),
+                None => continue,
+            },
+            Err(Errno::EINTR) => continue,
             Err(e) => return Err(e),
         }
         let stdin_fd = stdin.as_fd();

@@ -14,6 +14,37 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
+/// In a child between `fork()` and `execve()`: tells the parent why the
+/// program could not be run, through a close-on-exec pipe (`CODE`, a
+/// newline, the message), and exits with that code. A successful exec
+/// closes the pipe with nothing written, which is how the parent tells the
+/// two apart.
+pub fn report_and_exit(pipe: Option<std::fs::File>, error: &crate::Error) -> ! {
+    use std::io::Write;
+    if let Some(mut pipe) = pipe {
+        let _ = pipe.write_all(format!("{}\n{error}", error.code()).as_bytes());
+    }
+    std::process::exit(i32::from(error.code()));
+}
+
+/// In the parent: reads the child's report to its end, which comes when
+/// the child has exec'd or exited. `None`: it exec'd.
+pub fn read_report(pipe: Option<std::fs::File>) -> Option<crate::Error> {
+    use std::io::Read;
+    let mut report = String::new();
+    if let Some(mut pipe) = pipe {
+        let _ = pipe.read_to_string(&mut report);
+    }
+    if report.is_empty() {
+        return None;
+    }
+    let (code, message) = report.split_once('\n').unwrap_or(("125", &report));
+    Some(crate::Error::with_code(
+        message,
+        code.parse().unwrap_or(crate::exit::SETUP),
+    ))
+}
+
 /// How a child ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
@@ -22,6 +53,16 @@ pub enum Exit {
 }
 
 impl Exit {
+    /// How a child ended, from `waitpid`'s status; `None` while it has not
+    /// (still running, or only stopped or continued).
+    pub fn of(status: WaitStatus) -> Option<Self> {
+        match status {
+            WaitStatus::Exited(_, code) => Some(Self::Code(code as u8)),
+            WaitStatus::Signaled(_, signal, _) => Some(Self::Signal(signal)),
+            _ => None,
+        }
+    }
+
     /// The status a shell would show: the code, or 128 + the signal.
     pub fn shell_status(self) -> u8 {
         match self {
@@ -94,9 +135,12 @@ impl Supervision {
         }
         loop {
             match waitpid(child, None) {
-                Ok(WaitStatus::Exited(_, code)) => return Ok(Exit::Code(code as u8)),
-                Ok(WaitStatus::Signaled(_, signal, _)) => return Ok(Exit::Signal(signal)),
-                Ok(_) | Err(Errno::EINTR) => continue,
+                Ok(status) => {
+                    if let Some(exit) = Exit::of(status) {
+                        return Ok(exit);
+                    }
+                }
+                Err(Errno::EINTR) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -145,9 +189,11 @@ impl Supervision {
         loop {
             match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) => {}
-                Ok(WaitStatus::Exited(_, code)) => return Ok(Exit::Code(code as u8)),
-                Ok(WaitStatus::Signaled(_, signal, _)) => return Ok(Exit::Signal(signal)),
-                Ok(_) | Err(Errno::EINTR) => continue,
+                Ok(status) => match Exit::of(status) {
+                    Some(exit) => return Ok(exit),
+                    None => continue,
+                },
+                Err(Errno::EINTR) => continue,
                 Err(e) => return Err(e),
             }
             tick();
