@@ -10,9 +10,11 @@
 //! chain ends in ns-unshare's `chroot`), `--init` and `-t`. The commands
 //! run as printed, from an empty directory, as root.
 
+use overlay_stack::stack::{Stack, Writable};
+
 use crate::container::{Container, DEFAULT_BRIDGE, Network, Root, Source};
-use crate::plan::limit_flags;
-use crate::state::Id;
+use crate::plan::{self, limit_flags};
+use crate::state::{Dirs, Id};
 
 /// What the chain leaves out, in one line.
 pub const LEFT_OUT: &str = "without mini-run's /dev, /etc files, hidden /proc paths, capability drop, --init and -t, and with a chroot where mini-run pivots";
@@ -34,22 +36,27 @@ pub fn quote(word: &str) -> String {
 pub fn commands(container: &Container, id: &Id, default_rootfs: &std::path::Path) -> Vec<String> {
     let mut up = Vec::new();
     let mut down = Vec::new();
-    let root = match &container.root {
-        Root::Dir(dir) => dir.display().to_string(),
-        Root::Default | Root::Image { .. } => {
-            let lowers: Vec<String> = match &container.root {
-                Root::Image { lowers, .. } => {
-                    lowers.iter().map(|l| l.display().to_string()).collect()
-                }
-                _ => vec![default_rootfs.display().to_string()],
+    // The same layers as mini-run's stack, in directories of the chain's
+    // own, relative to where it runs.
+    let root = match (
+        plan::stack(container, &Dirs::of(id), default_rootfs),
+        &container.root,
+    ) {
+        (Some(stack), _) => {
+            let here = Stack {
+                writable: Some(Writable {
+                    upper: "upper".into(),
+                    work: "work".into(),
+                }),
+                target: "merged".into(),
+                ..stack
             };
-            let lowers: String = lowers.iter().map(|l| format!(" --lower {l}")).collect();
-            up.push(format!(
-                "overlay-stack mount{lowers} --upper upper --work work merged"
-            ));
+            up.push(plan::overlay_command(&here));
             down.push("overlay-stack umount merged".to_string());
             "merged".to_string()
         }
+        (None, Root::Dir(dir)) => dir.display().to_string(),
+        (None, _) => unreachable!("only --rootfs has no stack"),
     };
     for volume in &container.volumes {
         let source = match &volume.source {
