@@ -203,39 +203,27 @@ mod tests {
         std::os::unix::fs::symlink("/", root.join("proc")).unwrap();
         std::os::unix::fs::symlink("../../../../tmp", root.join("up")).unwrap();
         let fd = open_root(&root).unwrap();
+        // Where `path`, opened (and made) inside the root, really is.
+        let resolved = |path: &str, make| {
+            std::fs::read_link(open(&fd, Path::new(path), make).unwrap().path()).unwrap()
+        };
         // /proc → / resolves to the rootfs itself, not the host's /.
-        let opened = open(&fd, Path::new("/proc/etc"), Make::Nothing).unwrap();
-        let real = std::fs::read_link(opened.path()).unwrap();
-        assert_eq!(real, root.join("etc"));
+        assert_eq!(resolved("/proc/etc", Make::Nothing), root.join("etc"));
         // Made through a symlink that climbs out: made inside.
-        let made = open(&fd, Path::new("/up/x/y"), Make::Dir).unwrap();
-        assert_eq!(
-            std::fs::read_link(made.path()).unwrap(),
-            root.join("tmp/x/y")
-        );
-        let file = open(&fd, Path::new("/etc/hosts"), Make::File).unwrap();
-        assert_eq!(
-            std::fs::read_link(file.path()).unwrap(),
-            root.join("etc/hosts")
-        );
+        assert_eq!(resolved("/up/x/y", Make::Dir), root.join("tmp/x/y"));
+        assert_eq!(resolved("/etc/hosts", Make::File), root.join("etc/hosts"));
         // A dangling link: what it names is made, inside.
         std::os::unix::fs::symlink("../../run/stub.conf", root.join("etc/resolv.conf")).unwrap();
-        let made = open(&fd, Path::new("/etc/resolv.conf"), Make::File).unwrap();
         assert_eq!(
-            std::fs::read_link(made.path()).unwrap(),
+            resolved("/etc/resolv.conf", Make::File),
             root.join("run/stub.conf")
         );
         // A dangling link as a directory, and as a parent, climbing out.
         std::os::unix::fs::symlink("/../../srv/data", root.join("data")).unwrap();
-        let made = open(&fd, Path::new("/data"), Make::Dir).unwrap();
-        assert_eq!(
-            std::fs::read_link(made.path()).unwrap(),
-            root.join("srv/data")
-        );
+        assert_eq!(resolved("/data", Make::Dir), root.join("srv/data"));
         std::os::unix::fs::symlink("../../var/lib", root.join("lib")).unwrap();
-        let made = open(&fd, Path::new("/lib/app/x"), Make::Dir).unwrap();
         assert_eq!(
-            std::fs::read_link(made.path()).unwrap(),
+            resolved("/lib/app/x", Make::Dir),
             root.join("var/lib/app/x")
         );
         // A loop ends in an error, not a stack overflow.
