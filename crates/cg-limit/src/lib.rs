@@ -69,3 +69,36 @@ pub fn open() -> Result<Box<dyn CgroupFs>, Error> {
         Layout::V1 { hierarchies } => Box::new(v1::CgroupV1::new(hierarchies)),
     })
 }
+
+/// Without root: the cgroup v2 subtree delegated to the caller, as a
+/// hierarchy of its own whose top is the delegated cgroup, or `None`.
+///
+/// Root may write anywhere in `/sys/fs/cgroup`; a user only to files they
+/// own. Delegating a subtree (systemd's `Delegate=yes`) hands the user its
+/// directory and its `cgroup.procs`, and a user may move a process
+/// between two cgroups when they may write the `cgroup.procs` of the two's
+/// common ancestor. So the top of what was delegated is the highest
+/// cgroup above the caller's own whose `cgroup.procs` the caller owns:
+/// the toolkit's parent goes beneath it, and processes may move from the
+/// caller's cgroup into it. v1 is never delegated.
+/// See <https://docs.kernel.org/admin-guide/cgroup-v2.html#delegation>.
+pub fn delegated() -> Option<Box<dyn CgroupFs>> {
+    use std::os::unix::fs::MetadataExt;
+    if layout::Mounted::detect() != layout::Mounted::V2 {
+        return None;
+    }
+    let mount = PathBuf::from("/sys/fs/cgroup");
+    let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let own = own.lines().find_map(|l| l.strip_prefix("0::"))?;
+    let uid = nix::unistd::Uid::effective().as_raw();
+    let owned = |dir: &std::path::Path| {
+        std::fs::metadata(dir.join("cgroup.procs")).is_ok_and(|m| m.uid() == uid)
+    };
+    let mut top = None;
+    let mut dir = mount.join(own.trim_start_matches('/'));
+    while dir != mount && owned(&dir) {
+        top = Some(dir.clone());
+        dir.pop();
+    }
+    top.map(|top| Box::new(v2::CgroupV2::new(top)) as Box<dyn CgroupFs>)
+}

@@ -34,6 +34,7 @@ pub enum Command {
     /// cgroups and state directories (a running container is left be)
     Cleanup,
     /// Named volumes (-v NAME:/path), kept under /var/lib/underhood/volumes
+    /// (rootless: ~/.local/share/underhood/volumes)
     #[command(subcommand)]
     Volume(VolumeCommand),
 }

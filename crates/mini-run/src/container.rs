@@ -105,6 +105,8 @@ pub struct Container {
     pub init: bool,
     /// `-t`: a terminal of the container's own.
     pub tty: bool,
+    /// Rootless: a user namespace, its root standing for these host ids.
+    pub userns: Option<crate::rootless::IdMap>,
 }
 
 impl Container {
@@ -166,6 +168,7 @@ impl Container {
                 .collect::<Result<_, _>>()?,
             init: args.init,
             tty: args.tty,
+            userns: None,
         })
     }
 }

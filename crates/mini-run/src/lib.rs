@@ -18,10 +18,13 @@
 //! * [`network`] connects the container to a bridge, and back;
 //! * [`init`] is `--init`'s pid 1, which passes signals on and reaps;
 //! * [`inroot`] resolves mount targets inside the rootfs, never outside;
+//! * [`rootless`] is a container without root: a user namespace, and
+//!   what is left out;
 //! * [`security`] holds Docker's defaults: capabilities, masked and
 //!   read-only paths;
 //! * [`spec`] reads the same options from a YAML file (`run -f`);
-//! * [`state`] is a container's id and its directory under `/run`;
+//! * [`state`] is a container's id and its directory under `/run` (or
+//!   the user's runtime directory);
 //! * [`tty`] is `-t`: the container's terminal, and the relay to it;
 //! * [`volume`] keeps the named volumes under `/var/lib/underhood`.
 
@@ -32,6 +35,7 @@ pub mod init;
 pub mod inroot;
 pub mod network;
 pub mod plan;
+pub mod rootless;
 pub mod run;
 pub mod security;
 pub mod spec;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use mini_run::cli::{Cli, Command, RunArgs, VolumeCommand};
 use mini_run::container::{Container, Root};
 use mini_run::state::Id;
-use mini_run::{plan, run};
+use mini_run::{plan, rootless, run};
 use steps::{Error, Narrator};
 
 fn main() -> ExitCode {
@@ -16,7 +16,8 @@ fn main() -> ExitCode {
     let cli: Cli = steps::cli::parse_or_exit("mini-run", steps::exit::SETUP);
     let narrator = cli.steps.narrator("mini-run");
     match &cli.command {
-        Command::Cleanup => match cg_limit::open().and_then(|fs| run::cleanup(&*fs, &narrator)) {
+        Command::Cleanup => match cgroup_fs().and_then(|fs| run::cleanup(fs.as_deref(), &narrator))
+        {
             Ok(lines) => {
                 use std::io::Write;
                 let mut out = std::io::stdout().lock();
@@ -78,6 +79,13 @@ fn volume(command: &VolumeCommand) -> Result<(), Error> {
 /// commands, on stderr like the rest of the narration.
 fn explain_by_hand(container: &Container, id: &Id, default_rootfs: &std::path::Path) {
     use std::io::Write;
+    if container.userns.is_some() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "[mini-run] by hand: the chain of standalone tools mounts and makes cgroups on the host, which needs root; run --explain as root to see it"
+        );
+        return;
+    }
     let mut text = format!(
         "[mini-run] by hand, the same container from the standalone tools, run from an empty directory ({}):\n",
         mini_run::by_hand::LEFT_OUT
@@ -88,18 +96,38 @@ fn explain_by_hand(container: &Container, id: &Id, default_rootfs: &std::path::P
     let _ = std::io::stderr().write_all(text.as_bytes());
 }
 
+/// Where containers' cgroups are made: the machine's hierarchy as root;
+/// without root, the subtree delegated to the caller if there is one.
+fn cgroup_fs() -> Result<Option<Box<dyn cg_limit::CgroupFs>>, Error> {
+    if rootless::is_rootless() {
+        Ok(cg_limit::delegated())
+    } else {
+        cg_limit::open().map(Some)
+    }
+}
+
 fn go(args: &RunArgs, narrator: &Narrator) -> Result<ExitCode, Error> {
     let args = mini_run::spec::apply(args)?;
-    let container = Container::from_args(&args)?;
-    if !nix::unistd::Uid::effective().is_root() && !narrator.is_dry_run() {
-        return Err(Error::setup(
-            "mini-run run needs root for now (namespaces, mounts and cgroups on the host); run it with sudo",
-        ));
+    let mut container = Container::from_args(&args)?;
+    let fs = cgroup_fs()?;
+    if rootless::is_rootless()
+        && let Some(notice) = rootless::adapt(&mut container, &args, fs.is_some())?
+    {
+        eprintln!("mini-run: {notice}");
     }
     if let mini_run::container::Network::Bridge(name) = &container.network {
         mini_run::network::check(name)?;
     }
-    let fs = cg_limit::open()?;
+    let cgroups = match &fs {
+        Some(fs) => plan::Cgroups::of(&**fs),
+        None => plan::Cgroups {
+            fs: None,
+            version: match cg_limit::layout::Mounted::detect() {
+                cg_limit::layout::Mounted::V2 => cg_limit::Version::V2,
+                _ => cg_limit::Version::V1,
+            },
+        },
+    };
     let default_rootfs = match container.root {
         Root::Default => {
             let narrator = Narrator::new("overlay-stack", narrator.mode(), narrator.palette());
@@ -108,7 +136,7 @@ fn go(args: &RunArgs, narrator: &Narrator) -> Result<ExitCode, Error> {
         _ => overlay_stack::rootfs::default_dir(),
     };
     let id = Id::new()?;
-    let plan = plan::run_plan(&container, &id, &*fs, &default_rootfs)?;
+    let plan = plan::run_plan(&container, &id, cgroups, &default_rootfs)?;
     if narrator.is_dry_run() {
         let _ = narrator.print_plan(&plan, &mut std::io::stdout().lock());
         return Ok(ExitCode::SUCCESS);
@@ -116,6 +144,6 @@ fn go(args: &RunArgs, narrator: &Narrator) -> Result<ExitCode, Error> {
     if narrator.mode() == steps::narrate::Mode::Explain {
         explain_by_hand(&container, &id, &default_rootfs);
     }
-    let exit = run::run(&plan, narrator, &*fs)?;
+    let exit = run::run(&plan, narrator, fs.as_deref())?;
     Ok(ExitCode::from(exit.shell_status()))
 }

@@ -24,6 +24,7 @@ use steps::{Chapter, Error, Plan, Side, Sided, Step, chapter};
 
 use crate::container::{Container, DEFAULT_BRIDGE, Network, Port, Root, Source};
 use crate::inroot::Make;
+use crate::rootless::IdMap;
 use crate::security;
 use crate::state::{self, Dirs, Id};
 
@@ -75,6 +76,9 @@ pub enum Op {
     },
     /// `clone()` the container's first process into new namespaces.
     Clone(Vec<Namespace>),
+    /// Parent, rootless: map the caller's ids to root in the child's new
+    /// user namespace.
+    MapIds(IdMap),
     /// Parent: move the child into the cgroup, before it runs anything.
     JoinCgroup {
         dirs: Vec<PathBuf>,
@@ -240,6 +244,10 @@ impl Step for Op {
                 "clone({}|SIGCHLD)",
                 ns_unshare::namespace::flag_names(namespaces)
             ),
+            Op::MapIds(map) => format!(
+                "write /proc/$CHILD/uid_map \"0 {} 1\"; write /proc/$CHILD/setgroups \"deny\"; write /proc/$CHILD/gid_map \"0 {} 1\"",
+                map.uid, map.gid
+            ),
             Op::JoinCgroup { dirs } => dirs
                 .iter()
                 .map(|d| format!("write {} \"$CHILD\"", quoted(&d.join("cgroup.procs"))))
@@ -327,21 +335,22 @@ impl Step for Op {
 
     fn why(&self) -> String {
         match self {
-            Op::MakeState { .. } => "the container's own directory under /run: its upper layer, its root's mount point, its /etc files; the lock says it is in use".into(),
+            Op::MakeState { .. } => "the container's own directory under /run (rootless: in your runtime directory): its upper layer, its root's mount point, its /etc files; the lock says it is in use".into(),
             Op::WriteFile { why, .. } => (*why).into(),
             Op::Volume { name, .. } => format!("the named volume {name}: a directory mini-run keeps, made on first use and kept after the container for the next one; the shared lock tells mini-run volume rm it is in use"),
             Op::Cgroup { .. } => "every container gets a cgroup, limited or not: it holds the limits, counts what the container uses, and lets mini-run end every process in it".into(),
             Op::Clone(_) => "the container's first process is born in new namespaces, and is pid 1 in its PID namespace".into(),
+            Op::MapIds(_) => "rootless: your own uid and gid stand for root in the container's user namespace (an unprivileged user may map only those, and must deny setgroups first); root there has every capability, but only over what its namespaces own".into(),
             Op::JoinCgroup { .. } => "the child joins the cgroup before it runs anything, so all it starts is counted and limited".into(),
             Op::Connect { ports, .. } if !ports.is_empty() => "the container's eth0, an address of the bridge's subnet and a route through its gateway, NAT to reach out, and its ports published on the host, as Docker's default network does".into(),
             Op::Connect { .. } => "the container's eth0, an address of the bridge's subnet and a route through its gateway, and NAT to reach out, as Docker's default network does".into(),
             Op::Disconnect { .. } => "the kernel took the veth pair with the network namespace; its address and published ports are given back".into(),
-            Op::Release => "the cgroup and network are ready: the child may build the container".into(),
+            Op::Release => "what is made from outside is ready (id maps, cgroup, network): the child may build the container".into(),
             Op::Wait { tty: false } => "wait for the container's command and exit with its status; SIGINT, SIGTERM and SIGHUP are passed on to it".into(),
             Op::Wait { tty: true } => "the host's terminal in raw mode, so every key reaches the container's terminal as it is (Ctrl-C included), its size passed on at each SIGWINCH; then the command's status, as without -t".into(),
             Op::RemoveCgroup { .. } => "end whatever is left in the container's cgroup and remove it".into(),
             Op::RemoveState { .. } => "the upper layer and the /etc files go with the container (as with docker run --rm)".into(),
-            Op::AwaitParent => "wait until the parent has put this process in its cgroup".into(),
+            Op::AwaitParent => "wait until the parent has set this process up from outside: its id maps, its cgroup, its network".into(),
             Op::DeathSignal => "if mini-run dies, the kernel kills the container: nothing is left running unsupervised".into(),
             Op::Unshare(_) => "a cgroup namespace made inside the cgroup: the container sees its own cgroup as the root of /sys/fs/cgroup and /proc/self/cgroup".into(),
             Op::SetHostname(_) => "the new UTS namespace gets its own hostname: the container's short id, as Docker's".into(),
@@ -393,7 +402,7 @@ impl Step for Op {
             Op::Clone(_) | Op::Wait { .. } | Op::AwaitParent | Op::DeathSignal | Op::Release => {
                 chapter::CONTAINERS
             }
-            Op::SetUser { .. } => chapter::USER,
+            Op::SetUser { .. } | Op::MapIds(_) => chapter::USER,
             Op::Init => chapter::PID,
             Op::Volume { .. } => chapter::CONTAINER_MOUNTS,
             Op::MakeState { .. }
@@ -510,12 +519,18 @@ fn connect_commands(bridge: &str, ports: &[Port]) -> String {
 
 /// The namespaces the container's first process is cloned into.
 pub fn namespaces(container: &Container) -> Vec<Namespace> {
-    let mut namespaces = vec![
+    // The user namespace first: the kernel makes it before the others in
+    // the same clone, and they are owned by it.
+    let mut namespaces = Vec::new();
+    if container.userns.is_some() {
+        namespaces.push(Namespace::User);
+    }
+    namespaces.extend([
         Namespace::Pid,
         Namespace::Mount,
         Namespace::Uts,
         Namespace::Ipc,
-    ];
+    ]);
     if container.network != Network::Host {
         namespaces.push(Namespace::Net);
     }
@@ -536,15 +551,34 @@ pub fn stack(container: &Container, dirs: &Dirs, default_rootfs: &Path) -> Optio
             work: dirs.work(),
         }),
         target: dirs.rootfs(),
-        userxattr: false,
+        // In a user namespace overlayfs may not use trusted.* xattrs.
+        userxattr: container.userns.is_some(),
     })
+}
+
+/// Where the container's cgroup is made: the machine's hierarchy (`fs`),
+/// or none (rootless without a delegated cgroup), on a machine with
+/// `version`.
+#[derive(Debug, Clone, Copy)]
+pub struct Cgroups<'a> {
+    pub fs: Option<&'a dyn CgroupFs>,
+    pub version: Version,
+}
+
+impl<'a> Cgroups<'a> {
+    pub fn of(fs: &'a dyn CgroupFs) -> Self {
+        Self {
+            fs: Some(fs),
+            version: fs.version(),
+        }
+    }
 }
 
 /// The whole plan for `mini-run run`.
 pub fn run_plan(
     container: &Container,
     id: &Id,
-    fs: &dyn CgroupFs,
+    cgroups: Cgroups,
     default_rootfs: &Path,
 ) -> Result<Plan<RunStep>, Error> {
     let dirs = Dirs::of(id);
@@ -553,8 +587,9 @@ pub fn run_plan(
         .clone()
         .unwrap_or_else(|| id.short().to_string());
     let cgroup_name = id.cgroup();
-    fs.check(&container.limits.controllers())?;
-    let cgroup = fs.layout().cgroup(&cgroup_name);
+    if let Some(fs) = cgroups.fs {
+        fs.check(&container.limits.controllers())?;
+    }
     let mut plan = Plan::new();
     let mut push = |side: Side, op: Op| plan.push(Sided { side, op });
     use Side::{Caller, Child, Parent};
@@ -605,25 +640,34 @@ pub fn run_plan(
             );
         }
     }
-    push(
-        Caller,
-        Op::Cgroup {
-            name: cgroup_name.clone(),
-            limits: container.limits.clone(),
-        },
-    );
+    if cgroups.fs.is_some() {
+        push(
+            Caller,
+            Op::Cgroup {
+                name: cgroup_name.clone(),
+                limits: container.limits.clone(),
+            },
+        );
+    }
     push(Caller, Op::Clone(namespaces(container)));
 
-    push(
-        Parent,
-        Op::JoinCgroup {
-            dirs: cgroup
-                .distinct_dirs()
-                .iter()
-                .map(|d| d.to_path_buf())
-                .collect(),
-        },
-    );
+    if let Some(map) = container.userns {
+        push(Parent, Op::MapIds(map));
+    }
+    if let Some(fs) = cgroups.fs {
+        push(
+            Parent,
+            Op::JoinCgroup {
+                dirs: fs
+                    .layout()
+                    .cgroup(&cgroup_name)
+                    .distinct_dirs()
+                    .iter()
+                    .map(|d| d.to_path_buf())
+                    .collect(),
+            },
+        );
+    }
     if let Network::Bridge(bridge) = &container.network {
         push(
             Parent,
@@ -652,7 +696,7 @@ pub fn run_plan(
         ),
         (None, _) => unreachable!("only --rootfs has no stack"),
     }
-    for mount in kernel_mounts(fs.version()) {
+    for mount in kernel_mounts(cgroups.version) {
         push(Child, Op::Mount(mount));
     }
     for device in DEVICES {
@@ -767,7 +811,9 @@ pub fn run_plan(
             },
         );
     }
-    push(Parent, Op::RemoveCgroup { name: cgroup_name });
+    if cgroups.fs.is_some() {
+        push(Parent, Op::RemoveCgroup { name: cgroup_name });
+    }
     push(Parent, Op::RemoveState { dir: dirs.dir });
     Ok(plan)
 }

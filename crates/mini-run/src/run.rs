@@ -29,8 +29,9 @@ use crate::init;
 use crate::inroot::{self, Make};
 use crate::network::{self, Attachment};
 use crate::plan::{Op, RunStep};
+use crate::rootless;
 use crate::security;
-use crate::state::STATE_DIR;
+use crate::state::state_dir;
 use crate::tty;
 use crate::volume;
 
@@ -44,7 +45,8 @@ const VOLUMES_RECORD: &str = "volumes-made";
 
 struct Executor<'a> {
     narrator: &'a Narrator,
-    fs: &'a dyn CgroupFs,
+    /// None: no cgroup (rootless without a delegated one).
+    fs: Option<&'a dyn CgroupFs>,
     here: Side,
     supervision: Supervision,
     child: Option<Pid>,
@@ -74,7 +76,11 @@ struct Executor<'a> {
 
 /// Runs the container. Returns in mini-run's own process, with how the
 /// container's command ended; the child becomes the command.
-pub fn run(plan: &Plan<RunStep>, narrator: &Narrator, fs: &dyn CgroupFs) -> Result<Exit, Error> {
+pub fn run(
+    plan: &Plan<RunStep>,
+    narrator: &Narrator,
+    fs: Option<&dyn CgroupFs>,
+) -> Result<Exit, Error> {
     // Ctrl-C or SIGTERM during set-up must not leave half a container:
     // they wait, blocked, until just before the clone, which then stops;
     // after it they are passed on to the container.
@@ -160,10 +166,11 @@ impl Executor<'_> {
                 self.volumes.push(in_use);
             }
             Op::Cgroup { name, limits } => {
-                let plan = cg_limit::plan::hold_plan(self.fs, name, limits)?;
-                let cgroup = self.fs.layout().cgroup(name);
+                let fs = self.fs.expect("the plan has a cgroup");
+                let plan = cg_limit::plan::hold_plan(fs, name, limits)?;
+                let cgroup = fs.layout().cgroup(name);
                 let narrator = narrator_for("cg-limit", self.narrator);
-                match cg_limit::run::run(&plan, &narrator, self.fs, &cgroup)? {
+                match cg_limit::run::run(&plan, &narrator, fs, &cgroup)? {
                     cg_limit::run::Outcome::Created { held } => {
                         self.cgroup = Some((name.clone(), held))
                     }
@@ -171,6 +178,18 @@ impl Executor<'_> {
                 }
             }
             Op::Clone(namespaces) => self.clone(namespaces, call)?,
+            Op::MapIds(map) => {
+                let child = self.child.expect("cloned");
+                for (file, content) in [
+                    ("uid_map", format!("0 {} 1", map.uid)),
+                    ("setgroups", "deny".to_string()),
+                    ("gid_map", format!("0 {} 1", map.gid)),
+                ] {
+                    let path = format!("/proc/{child}/{file}");
+                    std::fs::write(&path, &content)
+                        .map_err(|e| Error::io(format!("write {path} \"{content}\""), &e))?;
+                }
+            }
             Op::JoinCgroup { dirs } => {
                 let child = self.child.expect("cloned").to_string();
                 for dir in dirs {
@@ -443,10 +462,21 @@ impl Executor<'_> {
         // The parent is share-locked until the new directory is locked:
         // `mini-run cleanup` locks it exclusively before it looks, so it
         // never takes a directory in the instant before its lock.
+        let containers = state_dir();
+        if rootless::is_rootless() {
+            use std::os::unix::fs::DirBuilderExt;
+            // In /tmp, another user could have made it first.
+            let own = rootless::runtime_dir();
+            let _ = std::fs::DirBuilder::new()
+                .mode(0o700)
+                .recursive(true)
+                .create(&own);
+            rootless::check_own(&own)?;
+        }
         let mut tries = 0;
         let _parent = loop {
-            std::fs::create_dir_all(STATE_DIR).map_err(|e| Error::io(call(), &e))?;
-            let parent = File::open(STATE_DIR)
+            std::fs::create_dir_all(&containers).map_err(|e| Error::io(call(), &e))?;
+            let parent = File::open(&containers)
                 .ok()
                 .and_then(|f| Flock::lock(f, FlockArg::LockShared).ok());
             match std::fs::create_dir(dir) {
@@ -584,10 +614,11 @@ impl Executor<'_> {
             return Ok(());
         };
         drop(held);
-        let plan = cg_limit::plan::remove_plan(self.fs, &name);
-        let cgroup = self.fs.layout().cgroup(&name);
+        let fs = self.fs.expect("the plan has a cgroup");
+        let plan = cg_limit::plan::remove_plan(fs, &name);
+        let cgroup = fs.layout().cgroup(&name);
         let narrator = narrator_for("cg-limit", self.narrator);
-        cg_limit::run::run(&plan, &narrator, self.fs, &cgroup)?;
+        cg_limit::run::run(&plan, &narrator, fs, &cgroup)?;
         Ok(())
     }
 
@@ -699,16 +730,37 @@ impl Executor<'_> {
 /// Removes a container's state directory, and the directories above it
 /// once they are empty.
 pub fn remove_state_dir(dir: &Path) {
-    let _ = std::fs::remove_dir_all(dir);
+    if std::fs::remove_dir_all(dir).is_err() {
+        // Rootless, root's power to read any directory is gone: overlayfs
+        // makes work/work with mode 000, which its owner may not list
+        // until it gives itself the right again.
+        let _ = let_owner_in(dir);
+        let _ = std::fs::remove_dir_all(dir);
+    }
     let links = overlay_stack::plan::links_dir(&dir.join("rootfs"));
     if links.exists() {
         let _ = std::fs::remove_dir_all(&links);
         let _ = std::fs::remove_dir(links.parent().unwrap_or(&links));
     }
-    let containers = Path::new(STATE_DIR);
-    if std::fs::remove_dir(containers).is_ok() {
-        let _ = std::fs::remove_dir(containers.parent().unwrap_or(containers));
+    let containers = state_dir();
+    if std::fs::remove_dir(&containers).is_ok() {
+        let _ = std::fs::remove_dir(containers.parent().unwrap_or(&containers));
     }
+}
+
+/// Gives the owner read, write and search on every directory under `dir`.
+fn let_owner_in(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::symlink_metadata(dir)?;
+    if !meta.is_dir() {
+        return Ok(());
+    }
+    let mode = meta.permissions().mode() | 0o700;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))?;
+    for entry in std::fs::read_dir(dir)? {
+        let _ = let_owner_in(&entry?.path());
+    }
+    Ok(())
 }
 
 /// Whether this mount namespace's root is the kernel's initial ramfs,
@@ -803,12 +855,13 @@ fn mount_error(call: String, errno: Errno, fstype: &str) -> Error {
 /// signal); what stays is on the host's filesystems. A running mini-run
 /// holds a lock on its state directory, so its container is left be.
 /// Returns one line per container, saying what was done.
-pub fn cleanup(fs: &dyn CgroupFs, narrator: &Narrator) -> Result<Vec<String>, Error> {
+pub fn cleanup(fs: Option<&dyn CgroupFs>, narrator: &Narrator) -> Result<Vec<String>, Error> {
     let mut said = Vec::new();
-    let Ok(entries) = std::fs::read_dir(STATE_DIR) else {
+    let containers = state_dir();
+    let Ok(entries) = std::fs::read_dir(&containers) else {
         return Ok(said);
     };
-    let _parent = File::open(STATE_DIR)
+    let _parent = File::open(&containers)
         .ok()
         .and_then(|f| Flock::lock(f, FlockArg::LockExclusive).ok());
     for entry in entries.flatten() {
@@ -846,10 +899,12 @@ pub fn cleanup(fs: &dyn CgroupFs, narrator: &Narrator) -> Result<Vec<String>, Er
         }
         let cgroup_name =
             cg_limit::Name::parse(&format!("mini-run-{short}")).map_err(Error::setup)?;
-        let cgroup = fs.layout().cgroup(&cgroup_name);
-        if cgroup.exists() {
-            let plan = cg_limit::plan::remove_plan(fs, &cgroup_name);
-            cg_limit::run::run(&plan, &narrator_for("cg-limit", narrator), fs, &cgroup)?;
+        if let Some(fs) = fs {
+            let cgroup = fs.layout().cgroup(&cgroup_name);
+            if cgroup.exists() {
+                let plan = cg_limit::plan::remove_plan(fs, &cgroup_name);
+                cg_limit::run::run(&plan, &narrator_for("cg-limit", narrator), fs, &cgroup)?;
+            }
         }
         remove_state_dir(&dir);
         said.push(format!("removed {short}"));

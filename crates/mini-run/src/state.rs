@@ -1,6 +1,7 @@
 //! A container's id and its directory of state.
 //!
 //! Like Docker's runtime state, a container's files live under `/run`
+//! (a rootless one's in the user's runtime directory)
 //! (a tmpfs: gone at reboot, as a container is): one directory per
 //! container, named by its id, holding its overlay's upper and work
 //! directories, the mount point of its root, and the `/etc/hostname`,
@@ -8,12 +9,23 @@
 //! the directory while the container runs and removes it when it ends.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use steps::Error;
 
-/// Where every container's directory is.
+/// Where every container's directory is, as root.
 pub const STATE_DIR: &str = "/run/underhood/containers";
+
+/// Where this caller's containers' directories are: [`STATE_DIR`], or
+/// without root `containers` in the toolkit's runtime directory of the
+/// user's ([`crate::rootless::runtime_dir`]).
+pub fn state_dir() -> PathBuf {
+    if crate::rootless::is_rootless() {
+        crate::rootless::runtime_dir().join("containers")
+    } else {
+        PathBuf::from(STATE_DIR)
+    }
+}
 
 /// A container's id: 64 hex digits, shown by its first 12, as Docker's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,7 +65,7 @@ pub struct Dirs {
 impl Dirs {
     pub fn of(id: &Id) -> Self {
         Self {
-            dir: Path::new(STATE_DIR).join(id.full()),
+            dir: state_dir().join(id.full()),
         }
     }
 

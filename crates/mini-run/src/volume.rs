@@ -1,8 +1,8 @@
 //! Named volumes: `-v NAME:/path`. A directory mini-run keeps under
-//! [`VOLUMES_DIR`], made on first use and kept when the container goes, so
-//! the next container that names it finds what the last one wrote — the
-//! difference from a bind mount being only who chose the directory, and
-//! who keeps it. Docker keeps its volumes in `/var/lib/docker/volumes`.
+//! [`VOLUMES_DIR`] (rootless: in the user's data directory), made on
+//! first use and kept when the container goes, so the next container
+//! that names it finds what the last one wrote — the difference from a
+//! bind mount being only who chose the directory, and who keeps it. Docker keeps its volumes in `/var/lib/docker/volumes`.
 //!
 //! A container holds a shared `flock` on each volume it uses, for as long
 //! as it runs; `mini-run volume rm` takes an exclusive one, so it cannot
@@ -16,8 +16,18 @@ use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use steps::Error;
 
-/// Where named volumes live.
+/// Where named volumes live, as root.
 pub const VOLUMES_DIR: &str = "/var/lib/underhood/volumes";
+
+/// Where this caller's named volumes live: [`VOLUMES_DIR`], or without
+/// root `underhood/volumes` in the user's data directory.
+pub fn volumes_dir() -> PathBuf {
+    if crate::rootless::is_rootless() {
+        crate::rootless::data_dir().join("underhood/volumes")
+    } else {
+        PathBuf::from(VOLUMES_DIR)
+    }
+}
 
 /// The exit status of a refusal: the volume is in use.
 pub const IN_USE: u8 = 1;
@@ -39,7 +49,7 @@ pub fn check_name(name: &str) -> Result<(), String> {
 
 /// The directory of the volume `name`.
 pub fn dir(name: &str) -> PathBuf {
-    Path::new(VOLUMES_DIR).join(name)
+    volumes_dir().join(name)
 }
 
 /// A volume in use by this container: its lock, held until dropped.
@@ -56,7 +66,7 @@ pub struct InUse {
 pub fn acquire(name: &str) -> Result<InUse, Error> {
     let dir = dir(name);
     let call = || format!("mkdir(\"{}\", 0755)", dir.display());
-    std::fs::create_dir_all(VOLUMES_DIR).map_err(|e| Error::io(call(), &e))?;
+    std::fs::create_dir_all(volumes_dir()).map_err(|e| Error::io(call(), &e))?;
     // `volume rm` may remove the directory between our open and our
     // lock: then the lock is on a directory no longer there; again.
     for _ in 0..10 {
@@ -87,7 +97,7 @@ pub fn take_back(dir: &Path) {
     let Ok(file) = File::open(dir) else { return };
     if let Ok(_lock) = Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         let _ = std::fs::remove_dir(dir);
-        let _ = std::fs::remove_dir(VOLUMES_DIR);
+        let _ = std::fs::remove_dir(volumes_dir());
     }
 }
 
@@ -99,7 +109,7 @@ pub fn create(name: &str) -> Result<(), Error> {
 
 /// The volumes there are, by name, each with whether a container uses it.
 pub fn list() -> Vec<(String, bool)> {
-    let Ok(entries) = std::fs::read_dir(VOLUMES_DIR) else {
+    let Ok(entries) = std::fs::read_dir(volumes_dir()) else {
         return Vec::new();
     };
     let mut volumes: Vec<(String, bool)> = entries
@@ -142,8 +152,9 @@ pub fn remove(name: &str) -> Result<(), Error> {
     };
     std::fs::remove_dir_all(&dir)
         .map_err(|e| Error::io(format!("rm -r \"{}\"", dir.display()), &e))?;
-    if std::fs::remove_dir(VOLUMES_DIR).is_ok() {
-        let _ = std::fs::remove_dir(Path::new(VOLUMES_DIR).parent().unwrap_or(Path::new("/")));
+    let volumes = volumes_dir();
+    if std::fs::remove_dir(&volumes).is_ok() {
+        let _ = std::fs::remove_dir(volumes.parent().unwrap_or(Path::new("/")));
     }
     Ok(())
 }

@@ -1,0 +1,192 @@
+//! # Rootless: a container without root
+//!
+//! An ordinary user may make a *user namespace*, and in it be root: every
+//! capability, but only over what that namespace owns. Made together with
+//! it, the container's other namespaces are owned by it, so the user may
+//! mount a `/proc`, an overlay (with `userxattr`), a `tmpfs`, bind mounts,
+//! and `pivot_root` — all in a mount namespace no one else sees. The
+//! user's own uid and gid are *mapped* to 0 inside (`/proc/PID/uid_map`,
+//! `0 UID 1`): root in the container is the user on the host, and files
+//! the user owns show as root's. See
+//! <https://man7.org/linux/man-pages/man7/user_namespaces.7.html>.
+//!
+//! What a user may not do is change the host: make a veth or a bridge, or
+//! write to a cgroup that is not theirs. So a rootless container has
+//! `--network none`, and limits only where the user was *delegated* a
+//! cgroup v2 subtree (as systemd's `user@UID.service` is, with
+//! `Delegate=yes`). Everything else mini-run does works the same; its
+//! state, default rootfs and named volumes live in the user's own
+//! directories.
+
+use std::path::{Path, PathBuf};
+
+use nix::unistd::{Gid, Uid};
+use steps::Error;
+
+use crate::cli::RunArgs;
+use crate::container::{Container, Network};
+
+/// The host's ids that root in the container stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdMap {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl IdMap {
+    /// The caller's own ids: what an unprivileged user may map.
+    pub fn caller() -> Self {
+        Self {
+            uid: Uid::effective().as_raw(),
+            gid: Gid::effective().as_raw(),
+        }
+    }
+}
+
+/// Whether mini-run runs without root, and must go rootless.
+pub fn is_rootless() -> bool {
+    !Uid::effective().is_root()
+}
+
+/// An absolute path from an environment variable, or none: the XDG rules
+/// ignore a relative one.
+fn absolute_var(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+}
+
+fn home() -> Option<PathBuf> {
+    absolute_var("HOME").or_else(|| {
+        nix::unistd::User::from_uid(Uid::effective())
+            .ok()
+            .flatten()
+            .map(|user| user.dir)
+    })
+}
+
+/// The toolkit's directory in the user's runtime directory, for state
+/// that goes at logout or reboot: `underhood` in `$XDG_RUNTIME_DIR`
+/// (`/run/user/UID`), else `underhood-UID` in `/tmp`.
+pub fn runtime_dir() -> PathBuf {
+    match absolute_var("XDG_RUNTIME_DIR") {
+        Some(dir) => dir.join("underhood"),
+        None => std::env::temp_dir().join(format!("underhood-{}", Uid::effective())),
+    }
+}
+
+/// The user's data directory, for what is kept: `$XDG_DATA_HOME`, else
+/// `~/.local/share`.
+pub fn data_dir() -> PathBuf {
+    absolute_var("XDG_DATA_HOME")
+        .or_else(|| home().map(|h| h.join(".local/share")))
+        .unwrap_or_else(|| runtime_dir().join("data"))
+}
+
+/// Refuses a directory of the user's that someone else made or that is a
+/// symlink: in `/tmp` anyone may make `underhood-UID` first.
+pub fn check_own(dir: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(dir)
+        .map_err(|e| Error::io(format!("lstat(\"{}\")", dir.display()), &e))?;
+    if !meta.is_dir() || meta.uid() != Uid::effective().as_raw() {
+        return Err(Error::setup(format!(
+            "{}: not a directory of your own; remove it, or set XDG_RUNTIME_DIR to one",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Turns a container into a rootless one, or says which flag asks for
+/// what needs root. `delegated`: whether a delegated cgroup can hold its
+/// limits. Returns a line to tell the user when a default changed.
+pub fn adapt(
+    container: &mut Container,
+    args: &RunArgs,
+    delegated: bool,
+) -> Result<Option<String>, Error> {
+    let mut notice = None;
+    match (&container.network, args.network.is_some()) {
+        (Network::None, _) => {}
+        (Network::Bridge(_), false) if args.publish.is_empty() => {
+            container.network = Network::None;
+            notice = Some(
+                "rootless: --network none (a bridge and a veth are made on the host, which needs root; --network none says so and this line goes)".to_string(),
+            );
+        }
+        (Network::Host, _) => {
+            return Err(Error::setup(
+                "--network host: not available rootless (the host's /sys cannot be mounted from a user namespace); use --network none, or run as root",
+            ));
+        }
+        (Network::Bridge(_), _) => {
+            return Err(Error::setup(
+                "--network bridge and -p need a veth and a bridge on the host, which only root may make; rootless containers have --network none",
+            )
+            .hint("drop them, or run as root"));
+        }
+    }
+    if !container.limits.controllers().is_empty() && !delegated {
+        return Err(Error::setup(
+            "--memory, --cpus and --pids-limit need a cgroup; without root that is only a cgroup v2 subtree delegated to you, and there is none here",
+        )
+        .hint("systemd-run --user --scope -p Delegate=yes mini-run run …, or run as root"));
+    }
+    if let Some(user) = container.user
+        && (user.uid != 0 || user.gid != 0)
+    {
+        return Err(Error::setup(format!(
+            "-u {}:{}: rootless, the user namespace maps only your own uid and gid (to 0); other ids need newuidmap and /etc/subuid, which mini-run does not use",
+            user.uid, user.gid
+        ))
+        .hint("drop -u, or run as root"));
+    }
+    container.userns = Some(IdMap::caller());
+    Ok(notice)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn rootless(flags: &[&str], delegated: bool) -> Result<(Container, Option<String>), Error> {
+        let mut argv = vec!["mini-run", "run"];
+        argv.extend_from_slice(flags);
+        let cli = crate::cli::Cli::try_parse_from(argv).unwrap();
+        let crate::cli::Command::Run(args) = cli.command else {
+            unreachable!()
+        };
+        let mut container = Container::from_args(&args)?;
+        let notice = adapt(&mut container, &args, delegated)?;
+        Ok((container, notice))
+    }
+
+    #[test]
+    fn the_default_bridge_becomes_none_and_says_so() {
+        let (c, notice) = rootless(&[], false).unwrap();
+        assert_eq!(c.network, Network::None);
+        assert!(notice.unwrap().contains("--network none"));
+        assert_eq!(c.userns, Some(IdMap::caller()));
+        let (_, notice) = rootless(&["--network", "none"], false).unwrap();
+        assert_eq!(notice, None);
+    }
+
+    #[test]
+    fn what_needs_root_is_refused_by_its_flag() {
+        for (flags, names) in [
+            (&["--network", "bridge"][..], "--network bridge"),
+            (&["-p", "8080:80"][..], "-p"),
+            (&["--network", "host"][..], "--network host"),
+            (&["--memory", "64m"][..], "--memory"),
+            (&["-u", "1000"][..], "-u 1000:1000"),
+        ] {
+            let error = rootless(flags, false).unwrap_err().to_string();
+            assert!(error.contains(names), "{flags:?}: {error}");
+        }
+        // A delegated cgroup holds the limits.
+        assert!(rootless(&["--memory", "64m"], true).is_ok());
+        assert!(rootless(&["-u", "0:0"], false).is_ok());
+    }
+}
