@@ -18,6 +18,11 @@ use support::{
 };
 
 const NEEDS: &[support::Requirement] = &[Root, Busybox, Overlayfs];
+/// Root only to become nobody; the overlay is mounted in a user namespace.
+const ROOTLESS: &[support::Requirement] = &[Root, Busybox, UserNamespaces, RootlessOverlay];
+
+/// Where root's named volumes are.
+const VOLUMES: &str = "/var/lib/underhood/volumes";
 const NET: &[support::Requirement] = &[Root, Busybox, Overlayfs, Nft];
 
 fn main() {
@@ -133,6 +138,30 @@ fn main() {
         faults_on_a_bridge,
     );
     suite.test("dry_run_makes_nothing", &[Busybox], dry_run);
+    suite.test_with_tools(
+        "rootless_root_inside_is_the_user_outside",
+        ROOTLESS,
+        &["setpriv"],
+        rootless,
+    );
+    suite.test_with_tools(
+        "rootless_what_needs_root_is_refused_by_its_flag",
+        &[Root],
+        &["setpriv"],
+        rootless_refusals,
+    );
+    suite.test_with_tools(
+        "rootless_a_failure_or_a_kill_after_any_step_leaves_nothing",
+        ROOTLESS,
+        &["setpriv"],
+        rootless_faults,
+    );
+    suite.test_with_tools(
+        "rootless_limits_go_into_a_delegated_cgroup",
+        &[Root, Busybox, UserNamespaces, CgroupV2],
+        &["setpriv", "sh"],
+        delegated_cgroup,
+    );
     suite.test(
         "a_spec_file_runs_the_container_it_describes",
         NEEDS,
@@ -540,7 +569,7 @@ impl Drop for VolumeGuard {
 fn named_volumes() -> Result<(), Failed> {
     let volume = VolumeGuard(format!("umr-{}", std::process::id()));
     let name = volume.0.as_str();
-    let dir = Path::new("/var/lib/underhood/volumes").join(name);
+    let dir = Path::new(VOLUMES).join(name);
     let (_, lines) = container(&["-v", &format!("{name}:/data")], "echo kept > /data/note")?;
     ensure(lines.is_empty(), format!("{lines:?}"))?;
     // The next container finds what the last one wrote.
@@ -1123,8 +1152,10 @@ fn by_hand_on_a_bridge() -> Result<(), Failed> {
 }
 
 /// The container's id in mini-run's narration: its state directory's name.
+/// The container's short id, from its state directory's path in the
+/// narration: under /run, or rootless under the user's runtime directory.
 fn id_in(narration: &str) -> Option<String> {
-    let at = narration.find("/run/underhood/containers/")? + "/run/underhood/containers/".len();
+    let at = narration.find("underhood/containers/")? + "underhood/containers/".len();
     narration.get(at..at + 12).map(String::from)
 }
 
@@ -1137,7 +1168,7 @@ fn faults() -> Result<(), Failed> {
         &|| cmd("mini-run"),
         &args,
         ChildSteps::FirstOfEachKind,
-        &volume,
+        (&volume.0, &Path::new(VOLUMES).join(&volume.0)),
         &|| Ok(()),
     )
 }
@@ -1157,9 +1188,13 @@ fn faults_on_a_bridge() -> Result<(), Failed> {
     };
     // The network is the caller's and the parent's: the child's steps
     // are walked on the host.
-    walk_faults(&in_sandbox, &args, ChildSteps::None, &volume, &|| {
-        sandbox.left_nothing()
-    })
+    walk_faults(
+        &in_sandbox,
+        &args,
+        ChildSteps::None,
+        (&volume.0, &Path::new(VOLUMES).join(&volume.0)),
+        &|| sandbox.left_nothing(),
+    )
 }
 
 /// Which of the child's steps a walk takes. Its forty-odd mounts, links
@@ -1186,11 +1221,11 @@ fn walk_faults(
     mini_run: &dyn Fn() -> std::process::Command,
     run_args: &[&str],
     children: ChildSteps,
-    volume: &VolumeGuard,
+    (volume, dir): (&str, &Path),
     also: &dyn Fn() -> Result<(), Failed>,
 ) -> Result<(), Failed> {
     use std::os::unix::process::ExitStatusExt;
-    let dir = Path::new("/var/lib/underhood/volumes").join(&volume.0);
+    let remove_volume = || run_for(mini_run().args(["volume", "rm", volume]), 30);
     let args: Vec<&str> = ["run"]
         .into_iter()
         .chain(run_args.iter().copied())
@@ -1240,7 +1275,7 @@ fn walk_faults(
             ),
         )?;
         if runs {
-            run_for(cmd("mini-run").args(["volume", "rm", &volume.0]), 30)?;
+            remove_volume()?;
         }
 
         // A Ctrl-C after a step of mini-run's own: before the clone it
@@ -1267,7 +1302,7 @@ fn walk_faults(
             let ran = !stderr(&out).contains("it was not run");
             ensure(ran == dir.exists(), format!("int@{n}: the volume"))?;
             if ran {
-                run_for(cmd("mini-run").args(["volume", "rm", &volume.0]), 30)?;
+                remove_volume()?;
             }
         }
 
@@ -1308,7 +1343,7 @@ fn walk_faults(
         let kept = runs || n == steps.len();
         ensure(kept == dir.exists(), format!("kill@{n}: the volume"))?;
         if kept {
-            run_for(cmd("mini-run").args(["volume", "rm", &volume.0]), 30)?;
+            remove_volume()?;
         }
     }
     Ok(())
@@ -1735,4 +1770,271 @@ fn bad_spec_file() -> Result<(), Failed> {
         )?;
     }
     Ok(())
+}
+
+/// An unprivileged user for rootless runs: nobody, with a home and a
+/// runtime directory of its own in a scratch directory, gone after.
+struct Nobody {
+    dir: tempfile::TempDir,
+}
+
+impl Nobody {
+    const ID: u32 = 65534;
+
+    fn new() -> Result<Self, Failed> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = scratch();
+        for sub in ["home", "run"] {
+            let path = dir.path().join(sub);
+            std::fs::create_dir(&path)?;
+            std::os::unix::fs::lchown(&path, Some(Self::ID), Some(Self::ID))?;
+        }
+        std::fs::set_permissions(
+            dir.path().join("run"),
+            std::fs::Permissions::from_mode(0o700),
+        )?;
+        Ok(Self { dir })
+    }
+
+    fn run_dir(&self) -> PathBuf {
+        self.dir.path().join("run")
+    }
+
+    fn volumes(&self) -> PathBuf {
+        self.dir.path().join("home/.local/share/underhood/volumes")
+    }
+
+    /// `mini-run` as nobody, with a user's environment and nothing else.
+    fn mini_run(&self) -> std::process::Command {
+        self.mini_run_after(&[])
+    }
+
+    /// The same, started by `prefix`, a command that ends by running the
+    /// rest as root (`sh -c '…; exec "$@"' sh`).
+    fn mini_run_after(&self, prefix: &[&str]) -> std::process::Command {
+        let mut command = std::process::Command::new(prefix.first().unwrap_or(&"setpriv"));
+        if !prefix.is_empty() {
+            command.args(&prefix[1..]).arg("setpriv");
+        }
+        let id = Self::ID.to_string();
+        command
+            .args([&format!("--reuid={id}"), &format!("--regid={id}")])
+            .args(["--clear-groups", "--"])
+            .arg(support::bin("mini-run"))
+            .env_clear()
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+            .env("HOME", self.dir.path().join("home"))
+            .env("XDG_RUNTIME_DIR", self.run_dir());
+        command
+    }
+
+    /// Nothing of mini-run's is left in nobody's runtime directory: no
+    /// container's state, not even the directory that holds them.
+    fn left_nothing(&self) -> Result<(), Failed> {
+        let left = self.run_dir().join("underhood");
+        ensure(
+            !left.exists(),
+            format!("left behind in the runtime directory: {:?}", walkdir(&left)),
+        )
+    }
+}
+
+fn walkdir(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            found.push(entry.path());
+            found.extend(walkdir(&entry.path()));
+        }
+    }
+    found
+}
+
+fn rootless() -> Result<(), Failed> {
+    use std::os::unix::fs::MetadataExt;
+    let nobody = Nobody::new()?;
+    let shared = nobody.dir.path().join("shared");
+    std::fs::create_dir(&shared)?;
+    std::os::unix::fs::lchown(&shared, Some(Nobody::ID), Some(Nobody::ID))?;
+    let volume = format!("{}:/shared", shared.display());
+    let out = run_for(
+        nobody.mini_run().args(["run", "-v", &volume, "--", "sh", "-c"]).arg(
+            "hostname; id -u; cat /proc/self/uid_map; echo $$; echo hi > /etc/motd; cat /etc/motd; touch /shared/made",
+        ),
+        60,
+    )?;
+    ensure(out.status.success(), describe(&out))?;
+    let text = stdout(&out);
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    ensure(lines.len() == 5, describe(&out))?;
+    left_nothing(&lines[0])?;
+    nobody.left_nothing()?;
+    // Root inside, nobody outside: the one id mapped is the caller's.
+    let inside: Vec<&str> = lines[1..].iter().map(String::as_str).collect();
+    ensure_eq(
+        &inside[..],
+        &["0", "0 65534 1", "1", "hi"][..],
+        &describe(&out),
+    )?;
+    ensure_eq(
+        &stderr(&out).trim(),
+        &"mini-run: rootless: --network none (a bridge and a veth are made on the host, which needs root; --network none says so and this line goes)",
+        &describe(&out),
+    )?;
+    // What root inside made is the user's on the host.
+    let made = std::fs::metadata(shared.join("made"))?;
+    ensure_eq(
+        &(made.uid(), made.gid()),
+        &(65534, 65534),
+        "the file's owner",
+    )?;
+    // Said, --network none needs no line.
+    let out = run_for(
+        nobody
+            .mini_run()
+            .args(["run", "--network", "none", "--", "true"]),
+        60,
+    )?;
+    ensure(
+        out.status.success() && stderr(&out).is_empty(),
+        describe(&out),
+    )?;
+    nobody.left_nothing()
+}
+
+fn rootless_refusals() -> Result<(), Failed> {
+    let nobody = Nobody::new()?;
+    for (flags, says) in [
+        (
+            &["--memory", "64m"][..],
+            "--memory, --cpus and --pids-limit need a cgroup",
+        ),
+        (
+            &["-p", "8080:80"][..],
+            "--network bridge and -p need a veth",
+        ),
+        (
+            &["--network", "bridge"][..],
+            "--network bridge and -p need a veth",
+        ),
+        (
+            &["--network", "host"][..],
+            "--network host: not available rootless",
+        ),
+        (&["-u", "1000"][..], "-u 1000:1000: rootless"),
+    ] {
+        let out = run_for(
+            nobody
+                .mini_run()
+                .arg("run")
+                .args(flags)
+                .args(["--", "true"]),
+            60,
+        )?;
+        let said = stderr(&out);
+        ensure(
+            out.status.code() == Some(125)
+                && said.lines().count() == 1
+                && said.starts_with(&format!("mini-run: {says}")),
+            format!("{flags:?}: {}", describe(&out)),
+        )?;
+        nobody.left_nothing()?;
+    }
+    Ok(())
+}
+
+fn rootless_faults() -> Result<(), Failed> {
+    let nobody = Nobody::new()?;
+    let volume = "umr-rootless";
+    let spec = format!("{volume}:/data");
+    walk_faults(
+        &|| nobody.mini_run(),
+        &["--network", "none", "-v", &spec],
+        ChildSteps::FirstOfEachKind,
+        (volume, &nobody.volumes().join(volume)),
+        &|| nobody.left_nothing(),
+    )
+}
+
+/// A cgroup made for a test, removed with what is under it when dropped.
+struct CgroupGuard(PathBuf);
+
+impl Drop for CgroupGuard {
+    fn drop(&mut self) {
+        fn remove(dir: &Path) {
+            if let Ok(entries) = std::fs::read_dir(dir) {
+                for entry in entries.flatten() {
+                    if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                        remove(&entry.path());
+                    }
+                }
+            }
+            let _ = std::fs::remove_dir(dir);
+        }
+        remove(&self.0);
+    }
+}
+
+fn delegated_cgroup() -> Result<(), Failed> {
+    let nobody = Nobody::new()?;
+    let root = rootfs_copy(nobody.dir.path())?;
+    for path in std::iter::once(root.clone()).chain(walkdir(&root)) {
+        std::os::unix::fs::lchown(&path, Some(Nobody::ID), Some(Nobody::ID))?;
+    }
+    // Delegated as systemd does it: the directory and the files that say
+    // who is in it and which controllers its children get are nobody's.
+    let top = CgroupGuard(
+        Path::new("/sys/fs/cgroup").join(format!("t-delegated-{}", std::process::id())),
+    );
+    std::fs::create_dir(&top.0)?;
+    std::fs::write(top.0.join("cgroup.subtree_control"), "+memory +pids")
+        .map_err(|e| format!("enable memory and pids below {}: {e}", top.0.display()))?;
+    let leaf = top.0.join("leaf");
+    std::fs::create_dir(&leaf)?;
+    for dir in [&top.0, &leaf] {
+        for file in [
+            "",
+            "cgroup.procs",
+            "cgroup.subtree_control",
+            "cgroup.threads",
+        ] {
+            std::os::unix::fs::lchown(dir.join(file), Some(Nobody::ID), Some(Nobody::ID))?;
+        }
+    }
+    // Root puts the shell in the leaf, then it becomes nobody: as a user
+    // session inside systemd's user@UID.service is.
+    let script = format!("echo $$ > {}/cgroup.procs && exec \"$@\"", leaf.display());
+    let rootfs = root.display().to_string();
+    let out = run_for(
+        nobody
+            .mini_run_after(&["sh", "-c", &script, "sh"])
+            .args(["run", "--rootfs", &rootfs, "--network", "none"])
+            .args(["--memory", "64m", "--pids-limit", "20", "--", "sh", "-c"])
+            .arg(
+                "hostname; cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max /proc/self/cgroup",
+            ),
+        60,
+    )?;
+    ensure(out.status.success(), describe(&out))?;
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    ensure_eq(
+        &lines.get(1..).unwrap_or_default(),
+        &&["67108864", "20", "0::/"][..],
+        &describe(&out),
+    )?;
+    left_nothing(lines[0])?;
+    nobody.left_nothing()?;
+    // The toolkit's parent under the delegated cgroup went with its last
+    // container.
+    ensure(
+        !top.0.join("underhood").exists(),
+        format!("left behind: {:?}", walkdir(&top.0.join("underhood"))),
+    )
 }

@@ -832,6 +832,48 @@ mod tests {
     }
 
     #[test]
+    fn rootless_the_user_namespace_comes_first_and_no_cgroup_without_one() {
+        use clap::Parser;
+        let cli =
+            crate::cli::Cli::try_parse_from(["mini-run", "run", "--network", "none"]).unwrap();
+        let crate::cli::Command::Run(args) = cli.command else {
+            unreachable!()
+        };
+        let mut container = Container::from_args(&args).unwrap();
+        container.userns = Some(IdMap {
+            uid: 1000,
+            gid: 1000,
+        });
+        let id = Id::new().unwrap();
+        let cgroups = Cgroups {
+            fs: None,
+            version: Version::V2,
+        };
+        let plan = run_plan(&container, &id, cgroups, Path::new("/rootfs")).unwrap();
+        let calls: Vec<String> = plan.steps().iter().map(|s| s.op.call()).collect();
+        let clone = calls.iter().position(|c| c.starts_with("clone(")).unwrap();
+        assert!(
+            calls[clone].starts_with("clone(CLONE_NEWUSER|"),
+            "{}",
+            calls[clone]
+        );
+        assert_eq!(
+            calls[clone + 1],
+            "write /proc/$CHILD/uid_map \"0 1000 1\"; write /proc/$CHILD/setgroups \"deny\"; write /proc/$CHILD/gid_map \"0 1000 1\""
+        );
+        assert!(
+            !calls
+                .iter()
+                .any(|c| c.contains("cg-limit") || c.contains("cgroup.procs"))
+        );
+        assert!(
+            plan.steps()
+                .iter()
+                .any(|s| matches!(&s.op, Op::Overlay(stack) if stack.userxattr))
+        );
+    }
+
+    #[test]
     fn kernel_mounts_put_proc_first_and_cgroup2_only_on_v2() {
         let v1 = kernel_mounts(Version::V1);
         assert_eq!(v1[0].target, Path::new("/proc"));
