@@ -16,6 +16,7 @@
 //! * [`by_hand`] is the same container as a chain of the standalone
 //!   tools' commands, which `--explain` prints;
 //! * [`network`] connects the container to a bridge, and back;
+//! * [`passfd`] passes descriptors between mini-run and the container;
 //! * [`init`] is `--init`'s pid 1, which passes signals on and reaps;
 //! * [`inroot`] resolves mount targets inside the rootfs, never outside;
 //! * [`rootless`] is a container without root: a user namespace, and
@@ -34,6 +35,7 @@ pub mod container;
 pub mod init;
 pub mod inroot;
 pub mod network;
+pub mod passfd;
 pub mod plan;
 pub mod rootless;
 pub mod run;

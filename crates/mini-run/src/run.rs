@@ -106,7 +106,7 @@ pub fn run(
     let tty = plan.steps().iter().any(|s| s.op == Op::Console);
     if tty {
         // Made before the clone, so that both sides hold an end.
-        let (ours, theirs) = tty::console_socket().map_err(|e| Error::sys("socketpair", e))?;
+        let (ours, theirs) = crate::passfd::socket().map_err(|e| Error::sys("socketpair", e))?;
         executor.console_pair = Some((ours, theirs));
     }
     for (index, step) in plan.steps().iter().enumerate() {

@@ -13,7 +13,7 @@
 //! to the container's terminal unchanged, so Ctrl-C there is the
 //! container's line discipline's to turn into a `SIGINT`.
 
-use std::io::{IoSlice, IoSliceMut, Read, Write};
+use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
@@ -21,25 +21,11 @@ use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::socket::{
-    AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, recvmsg,
-    sendmsg, socketpair,
-};
 use nix::sys::termios::{SetArg, Termios, cfmakeraw, tcgetattr, tcsetattr};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use steps::Error;
 use steps::process::Exit;
-
-/// The socket the master is passed over: mini-run's end and the child's.
-pub fn console_socket() -> Result<(OwnedFd, OwnedFd), Errno> {
-    socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-}
 
 /// Child, inside the container: a new terminal from the container's
 /// `/dev/ptmx`, its master sent out over `socket`, its slave made the
@@ -56,15 +42,8 @@ pub fn open_in_container(socket: OwnedFd) -> Result<(), Error> {
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| Error::sys(format!("open(\"{name}\")"), e))?;
-    let fds = [master.as_raw_fd()];
-    sendmsg::<()>(
-        socket.as_raw_fd(),
-        &[IoSlice::new(b"t")],
-        &[ControlMessage::ScmRights(&fds)],
-        MsgFlags::empty(),
-        None,
-    )
-    .map_err(|e| Error::sys("sendmsg(console socket, SCM_RIGHTS)", e))?;
+    crate::passfd::send(&socket, &[master.as_raw_fd()])
+        .map_err(|e| Error::sys("sendmsg(console socket, SCM_RIGHTS)", e))?;
     drop(master);
     drop(socket);
     nix::unistd::setsid().map_err(|e| Error::sys("setsid", e))?;
@@ -79,23 +58,7 @@ pub fn open_in_container(socket: OwnedFd) -> Result<(), Error> {
 /// mini-run: the master, once the child sends it; `None` when the child
 /// closed its end first (it failed, and says why on its report pipe).
 pub fn receive(socket: &OwnedFd) -> Result<Option<OwnedFd>, Errno> {
-    let mut byte = [0u8; 1];
-    let mut iov = [IoSliceMut::new(&mut byte)];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let message = recvmsg::<()>(
-        socket.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )?;
-    for cmsg in message.cmsgs()? {
-        if let ControlMessageOwned::ScmRights(fds) = cmsg {
-            if let Some(&fd) = fds.first() {
-                return Ok(Some(steps::sys::own_passed_fd(fd)));
-            }
-        }
-    }
-    Ok(None)
+    Ok(crate::passfd::receive(socket)?.into_iter().next())
 }
 
 /// The host's terminal in raw mode, put back as it was when dropped.
