@@ -21,6 +21,9 @@ const NEEDS: &[support::Requirement] = &[Root, Busybox, Overlayfs];
 /// Root only to become nobody; the overlay is mounted in a user namespace.
 const ROOTLESS: &[support::Requirement] = &[Root, Busybox, UserNamespaces, RootlessOverlay];
 
+/// `--userns` as root: the image's layers are idmapped.
+const USERNS: &[support::Requirement] = &[Root, Busybox, Overlayfs, IdmappedMounts];
+
 /// Where root's named volumes are.
 const VOLUMES: &str = "/var/lib/underhood/volumes";
 const NET: &[support::Requirement] = &[Root, Busybox, Overlayfs, Nft];
@@ -138,6 +141,21 @@ fn main() {
         faults_on_a_bridge,
     );
     suite.test("dry_run_makes_nothing", &[Busybox], dry_run);
+    suite.test(
+        "with_userns_root_inside_is_a_stranger_outside",
+        USERNS,
+        userns,
+    );
+    suite.test(
+        "with_userns_an_idmapped_rootfs_keeps_the_container_s_ids_on_disk",
+        USERNS,
+        userns_rootfs,
+    );
+    suite.test(
+        "with_userns_a_failure_or_a_kill_after_any_step_leaves_nothing",
+        USERNS,
+        userns_faults,
+    );
     suite.test_with_tools(
         "rootless_root_inside_is_the_user_outside",
         ROOTLESS,
@@ -2036,5 +2054,82 @@ fn delegated_cgroup() -> Result<(), Failed> {
     ensure(
         !top.0.join("underhood").exists(),
         format!("left behind: {:?}", walkdir(&top.0.join("underhood"))),
+    )
+}
+
+fn userns() -> Result<(), Failed> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = scratch();
+    // The host's root owns one directory; the container's root the other.
+    let roots = dir.path().join("roots");
+    let theirs = dir.path().join("theirs");
+    std::fs::create_dir(&roots)?;
+    std::fs::create_dir(&theirs)?;
+    std::os::unix::fs::lchown(&theirs, Some(1_000_000_000), Some(1_000_000_000))?;
+    let roots_volume = format!("{}:/roots", roots.display());
+    let theirs_volume = format!("{}:/theirs", theirs.display());
+    let (out, lines) = container(
+        &["--userns", "-v", &roots_volume, "-v", &theirs_volume],
+        "id -u; cat /proc/self/uid_map; stat -c %u /etc/passwd; echo x > /etc/new && echo wrote /etc/new; touch /roots/x 2>&1; touch /theirs/made",
+    )?;
+    ensure(out.status.success(), describe(&out))?;
+    let lines: Vec<String> = lines
+        .iter()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    ensure_eq(
+        &lines,
+        &[
+            "0",
+            "0 1000000000 65536",
+            // The image's files are root's on disk: through the idmapped
+            // layer, the container's root's.
+            "0",
+            "wrote /etc/new",
+            // The host's root's directory is a stranger's.
+            "touch: /roots/x: Permission denied",
+        ]
+        .map(String::from)
+        .to_vec(),
+        &describe(&out),
+    )?;
+    let made = std::fs::metadata(theirs.join("made"))?;
+    ensure_eq(
+        &(made.uid(), made.gid()),
+        &(1_000_000_000, 1_000_000_000),
+        "the owner on the host of what the container's root made",
+    )
+}
+
+fn userns_rootfs() -> Result<(), Failed> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = scratch();
+    let root = rootfs_copy(dir.path())?;
+    let rootfs = root.display().to_string();
+    let (out, lines) = container(
+        &["--userns", "--rootfs", &rootfs, "-u", "1000:1000"],
+        "id -u; echo y > /tmp/by-1000",
+    )?;
+    ensure(out.status.success(), describe(&out))?;
+    ensure_eq(&lines, &vec!["1000".to_string()], &describe(&out))?;
+    let (out, _) = container(&["--userns", "--rootfs", &rootfs], "echo z > /etc/by-root")?;
+    ensure(out.status.success(), describe(&out))?;
+    // Through the idmapped --rootfs, the ids on disk are the container's.
+    for (file, id) in [("tmp/by-1000", 1000), ("etc/by-root", 0)] {
+        let meta = std::fs::metadata(root.join(file))?;
+        ensure_eq(&(meta.uid(), meta.gid()), &(id, id), file)?;
+    }
+    Ok(())
+}
+
+fn userns_faults() -> Result<(), Failed> {
+    let volume = VolumeGuard(format!("umr-ufault-{}", std::process::id()));
+    let spec = format!("{}:/data", volume.0);
+    walk_faults(
+        &|| cmd("mini-run"),
+        &["--network", "none", "--userns", "-v", &spec],
+        ChildSteps::FirstOfEachKind,
+        (&volume.0, &Path::new(VOLUMES).join(&volume.0)),
+        &|| Ok(()),
     )
 }

@@ -143,6 +143,9 @@ pub enum Requirement {
     /// OverlayFS can be mounted in a user namespace (Linux 5.11+) over the
     /// temporary directory, whose filesystem keeps `user.*` attributes.
     RootlessOverlay,
+    /// The filesystem of `/var/cache`, where the default rootfs is kept,
+    /// takes idmapped mounts (ext4, xfs, btrfs; tmpfs from Linux 6.3).
+    IdmappedMounts,
 }
 
 impl fmt::Display for Requirement {
@@ -156,6 +159,7 @@ impl fmt::Display for Requirement {
             Self::Nft => "nft",
             Self::Busybox => "busybox",
             Self::RootlessOverlay => "rootless-overlay",
+            Self::IdmappedMounts => "idmapped-mounts",
         })
     }
 }

@@ -32,6 +32,9 @@ pub struct Machine {
     pub temp_user_xattrs: bool,
     pub nft: Option<String>,
     pub busybox: Option<String>,
+    /// As root: whether `/var/cache`'s filesystem takes idmapped mounts,
+    /// and if not why; `None` without root, which cannot tell.
+    pub idmapped_mounts: Option<Result<(), String>>,
 }
 
 impl Machine {
@@ -47,6 +50,9 @@ impl Machine {
             temp_user_xattrs: overlay_stack::whiteout::keeps_user_xattrs(&std::env::temp_dir()),
             nft: which("nft"),
             busybox: which("busybox"),
+            idmapped_mounts: nix::unistd::Uid::effective()
+                .is_root()
+                .then(|| probe_idmapped_mounts(Path::new(IDMAP_PROBED))),
             kernel,
             kernel_version,
         }
@@ -101,6 +107,10 @@ impl Machine {
                 "needs busybox: apt install busybox-static",
             ),
             Requirement::RootlessOverlay => self.rootless_overlay(),
+            Requirement::IdmappedMounts => match &self.idmapped_mounts {
+                Some(result) => result.clone(),
+                None => Err("needs root to make an idmapped mount".into()),
+            },
         }
     }
 
@@ -151,6 +161,57 @@ pub fn which(program: &str) -> Option<String> {
                 .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         })
         .map(|p| p.display().to_string())
+}
+
+/// Where idmapped mounts are tried: the default rootfs's filesystem.
+pub const IDMAP_PROBED: &str = "/var/cache";
+
+/// Tries to make an idmapped mount of `dir`, with the user namespace of a
+/// throwaway child: `mini-run run --userns` makes them of its layers.
+fn probe_idmapped_mounts(dir: &Path) -> Result<(), String> {
+    use std::io::Read;
+    use std::os::fd::AsFd;
+    use steps::sys::{Fork, fork};
+    let probe_error = |e: nix::errno::Errno| format!("could not probe: {e}");
+    // `go`: the parent is done; `ready`: the child has its namespace.
+    let (go_read, go_write) = nix::unistd::pipe().map_err(probe_error)?;
+    let (ready_read, ready_write) = nix::unistd::pipe().map_err(probe_error)?;
+    let child = match fork().map_err(probe_error)? {
+        Fork::Child => {
+            drop(go_write);
+            drop(ready_read);
+            let _ = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER);
+            drop(ready_write);
+            let _ = std::fs::File::from(go_read).read(&mut [0u8; 1]);
+            std::process::exit(0);
+        }
+        Fork::Parent { child } => child,
+    };
+    drop(go_read);
+    drop(ready_write);
+    let tried = (|| {
+        // Closed by the child once it has unshared (or died).
+        let _ = std::fs::File::from(ready_read).read(&mut [0u8; 1]);
+        let path = format!("/proc/{child}/ns/user");
+        for map in ["uid_map", "gid_map"] {
+            std::fs::write(format!("/proc/{child}/{map}"), "0 1000000000 1")
+                .map_err(|e| format!("could not probe: write {map}: {e}"))?;
+        }
+        let userns = std::fs::File::open(&path).map_err(|e| format!("could not probe: {e}"))?;
+        let tree = steps::sys::open_tree_clone(dir)
+            .map_err(|e| format!("could not probe: open_tree({}): {e}", dir.display()))?;
+        steps::sys::idmap_mount(tree.as_fd(), userns.as_fd()).map_err(|e| {
+            format!(
+                "needs idmapped mounts of {} ({}), which its filesystem does not take \
+                 (ext4, xfs and btrfs do; tmpfs from Linux 6.3)",
+                dir.display(),
+                e.desc()
+            )
+        })
+    })();
+    drop(go_write);
+    let _ = nix::sys::wait::waitpid(child, None);
+    tried
 }
 
 /// Tries to create a user namespace as an unprivileged user, in a child.

@@ -363,6 +363,14 @@ fn doctor(lessons: &[Lesson], p: Palette) -> u8 {
         },
     );
     row(
+        "idmapped mounts",
+        match &m.idmapped_mounts {
+            Some(Ok(())) => p.good(&format!("yes, of {}", lab::machine::IDMAP_PROBED)),
+            Some(Err(why)) => p.warn(&format!("no: {why}")),
+            None => p.warn("unknown (needs root to try)"),
+        },
+    );
+    row(
         "nft",
         m.nft
             .clone()

@@ -125,6 +125,13 @@ pub struct RunArgs {
     #[arg(short = 'i', long = "interactive")]
     pub interactive: bool,
 
+    /// Run in a user namespace of its own: root inside is a stranger
+    /// outside. As root, the container's ids 0-65535 are host ids from
+    /// 1000000000 (or /etc/subuid's range for "underhood"), its layers
+    /// idmapped; without root always, with your own uid as its root
+    #[arg(long = "userns")]
+    pub userns: bool,
+
     /// Run a tiny init as pid 1 (like docker run --init): it passes signals
     /// on to the command, which runs as pid 2, and reaps orphaned processes
     #[arg(long = "init")]

@@ -82,7 +82,7 @@ fn explain_by_hand(container: &Container, id: &Id, default_rootfs: &std::path::P
     if container.userns.is_some() {
         let _ = writeln!(
             std::io::stderr(),
-            "[mini-run] by hand: the chain of standalone tools mounts and makes cgroups on the host, which needs root; run --explain as root to see it"
+            "[mini-run] by hand: not shown in a user namespace (the standalone tools' chain makes its mounts and cgroup on the host, and has no idmapped layers); run --explain as root without --userns to see it"
         );
         return;
     }
@@ -110,10 +110,12 @@ fn go(args: &RunArgs, narrator: &Narrator) -> Result<ExitCode, Error> {
     let args = mini_run::spec::apply(args)?;
     let mut container = Container::from_args(&args)?;
     let fs = cgroup_fs()?;
-    if rootless::is_rootless()
-        && let Some(notice) = rootless::adapt(&mut container, &args, fs.is_some())?
-    {
-        eprintln!("mini-run: {notice}");
+    if rootless::is_rootless() {
+        if let Some(notice) = rootless::adapt(&mut container, &args, fs.is_some())? {
+            eprintln!("mini-run: {notice}");
+        }
+    } else if args.userns {
+        container.userns = Some(rootless::IdMap::remapped()?);
     }
     if let mini_run::container::Network::Bridge(name) = &container.network {
         mini_run::network::check(name)?;

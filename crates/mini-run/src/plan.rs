@@ -63,6 +63,14 @@ pub enum Op {
         content: String,
         why: &'static str,
     },
+    /// `--userns` as root: the state directory becomes the container
+    /// root's, so that it may make its upper layer and write its /etc
+    /// files there.
+    GiveState {
+        dir: PathBuf,
+        uid: u32,
+        gid: u32,
+    },
     /// A named volume, made if missing, and share-locked while the
     /// container runs.
     Volume {
@@ -79,6 +87,11 @@ pub enum Op {
     /// Parent, rootless: map the caller's ids to root in the child's new
     /// user namespace.
     MapIds(IdMap),
+    /// Parent, `--userns` as root: idmapped copies of the root's layers
+    /// (or of the `--rootfs` directory), passed to the child.
+    IdmapLayers {
+        sources: Vec<PathBuf>,
+    },
     /// Parent: move the child into the cgroup, before it runs anything.
     JoinCgroup {
         dirs: Vec<PathBuf>,
@@ -110,10 +123,22 @@ pub enum Op {
     },
     /// Child: wait until the parent has set things up from outside.
     AwaitParent,
+    /// Child, in a user namespace: take the ids 0 of it, so that the host
+    /// ids the map gives root are this process's own. `groups`: drop the
+    /// supplementary groups too (not possible once setgroups is denied).
+    BecomeRoot {
+        groups: bool,
+    },
     DeathSignal,
     Unshare(Vec<Namespace>),
     SetHostname(String),
     MakePrivate,
+    /// The idmapped layers from the parent, attached at `targets`; with
+    /// `root`, the one target is the container's root.
+    AttachLayers {
+        targets: Vec<PathBuf>,
+        root: bool,
+    },
     /// The overlay root, mounted by overlay-stack's library.
     Overlay(Stack),
     /// `--rootfs DIR`: the directory bound onto the mount point.
@@ -244,9 +269,24 @@ impl Step for Op {
                 "clone({}|SIGCHLD)",
                 ns_unshare::namespace::flag_names(namespaces)
             ),
+            Op::MapIds(map) if map.is_remapped() => format!(
+                "write /proc/$CHILD/uid_map \"0 {} {}\"; write /proc/$CHILD/gid_map \"0 {} {}\"",
+                map.uid, map.count, map.gid, map.count
+            ),
             Op::MapIds(map) => format!(
                 "write /proc/$CHILD/uid_map \"0 {} 1\"; write /proc/$CHILD/setgroups \"deny\"; write /proc/$CHILD/gid_map \"0 {} 1\"",
                 map.uid, map.gid
+            ),
+            Op::GiveState { dir, uid, gid } => format!("chown -R {uid}:{gid} {}", quoted(dir)),
+            Op::IdmapLayers { sources } => format!(
+                "open_tree({}, OPEN_TREE_CLONE) for each of {} layer(s); mount_setattr(fd, MOUNT_ATTR_IDMAP, /proc/$CHILD/ns/user); sendmsg(layers socket, SCM_RIGHTS)",
+                sources.first().map(|s| quoted(s)).unwrap_or_default(),
+                sources.len()
+            ),
+            Op::AttachLayers { targets, .. } => format!(
+                "recvmsg(layers socket); move_mount(fd, \"\", AT_FDCWD, {}, MOVE_MOUNT_F_EMPTY_PATH) for each of {}",
+                targets.first().map(|t| quoted(t)).unwrap_or_default(),
+                targets.len()
             ),
             Op::JoinCgroup { dirs } => dirs
                 .iter()
@@ -261,6 +301,8 @@ impl Step for Op {
             Op::RemoveCgroup { name } => format!("cg-limit cleanup {name}"),
             Op::RemoveState { dir } => format!("rm -r {}", quoted(dir)),
             Op::AwaitParent => "read(sync pipe)".into(),
+            Op::BecomeRoot { groups: true } => "setgroups(0, NULL); setresgid(0, 0, 0); setresuid(0, 0, 0)".into(),
+            Op::BecomeRoot { groups: false } => "setresgid(0, 0, 0); setresuid(0, 0, 0)".into(),
             Op::DeathSignal => "prctl(PR_SET_PDEATHSIG, SIGKILL)".into(),
             Op::Unshare(namespaces) => {
                 format!("unshare({})", ns_unshare::namespace::flag_names(namespaces))
@@ -340,6 +382,11 @@ impl Step for Op {
             Op::Volume { name, .. } => format!("the named volume {name}: a directory mini-run keeps, made on first use and kept after the container for the next one; the shared lock tells mini-run volume rm it is in use"),
             Op::Cgroup { .. } => "every container gets a cgroup, limited or not: it holds the limits, counts what the container uses, and lets mini-run end every process in it".into(),
             Op::Clone(_) => "the container's first process is born in new namespaces, and is pid 1 in its PID namespace".into(),
+            Op::MapIds(map) if map.is_remapped() => format!("--userns: the container's ids 0 to {} stand for host ids {} to {}, which no user or file of the host has: root inside is a stranger outside", map.count - 1, map.uid, map.uid as u64 + map.count as u64 - 1),
+            Op::GiveState { .. } => "the container's root is a stranger to the host: the state directory becomes its own, for its upper layer and its /etc files".into(),
+            Op::IdmapLayers { .. } => "the image's files are root's on disk, a stranger's to the container; an idmapped mount shows them through the container's id maps, as its root's, without a copy or a chown (Linux 5.12; overlayfs takes idmapped layers from 5.19)".into(),
+            Op::AttachLayers { root: false, .. } => "the idmapped layers, attached in the container's own mount namespace, become the overlay's lower layers".into(),
+            Op::AttachLayers { root: true, .. } => "the idmapped --rootfs directory, attached in the container's own mount namespace, is its root".into(),
             Op::MapIds(_) => "rootless: your own uid and gid stand for root in the container's user namespace (an unprivileged user may map only those, and must deny setgroups first); root there has every capability, but only over what its namespaces own".into(),
             Op::JoinCgroup { .. } => "the child joins the cgroup before it runs anything, so all it starts is counted and limited".into(),
             Op::Connect { ports, .. } if !ports.is_empty() => "the container's eth0, an address of the bridge's subnet and a route through its gateway, NAT to reach out, and its ports published on the host, as Docker's default network does".into(),
@@ -351,6 +398,7 @@ impl Step for Op {
             Op::RemoveCgroup { .. } => "end whatever is left in the container's cgroup and remove it".into(),
             Op::RemoveState { .. } => "the upper layer and the /etc files go with the container (as with docker run --rm)".into(),
             Op::AwaitParent => "wait until the parent has set this process up from outside: its id maps, its cgroup, its network".into(),
+            Op::BecomeRoot { .. } => "a process keeps the host ids it was cloned with, which the map may not cover (host root's are not): it becomes the namespace's root, whose host ids the map gives; capabilities are kept, but only over what this user namespace owns".into(),
             Op::DeathSignal => "if mini-run dies, the kernel kills the container: nothing is left running unsupervised".into(),
             Op::Unshare(_) => "a cgroup namespace made inside the cgroup: the container sees its own cgroup as the root of /sys/fs/cgroup and /proc/self/cgroup".into(),
             Op::SetHostname(_) => "the new UTS namespace gets its own hostname: the container's short id, as Docker's".into(),
@@ -402,7 +450,12 @@ impl Step for Op {
             Op::Clone(_) | Op::Wait { .. } | Op::AwaitParent | Op::DeathSignal | Op::Release => {
                 chapter::CONTAINERS
             }
-            Op::SetUser { .. } | Op::MapIds(_) => chapter::USER,
+            Op::SetUser { .. }
+            | Op::MapIds(_)
+            | Op::GiveState { .. }
+            | Op::IdmapLayers { .. }
+            | Op::AttachLayers { .. }
+            | Op::BecomeRoot { .. } => chapter::USER,
             Op::Init => chapter::PID,
             Op::Volume { .. } => chapter::CONTAINER_MOUNTS,
             Op::MakeState { .. }
@@ -590,6 +643,7 @@ pub fn run_plan(
     if let Some(fs) = cgroups.fs {
         fs.check(&container.limits.controllers())?;
     }
+    let remapped = container.userns.filter(IdMap::is_remapped);
     let mut plan = Plan::new();
     let mut push = |side: Side, op: Op| plan.push(Sided { side, op });
     use Side::{Caller, Child, Parent};
@@ -629,6 +683,16 @@ pub fn run_plan(
             },
         },
     );
+    if let Some(map) = remapped {
+        push(
+            Caller,
+            Op::GiveState {
+                dir: dirs.dir.clone(),
+                uid: map.uid,
+                gid: map.gid,
+            },
+        );
+    }
     for volume in &container.volumes {
         if let Source::Named(name) = &volume.source {
             push(
@@ -653,6 +717,15 @@ pub fn run_plan(
 
     if let Some(map) = container.userns {
         push(Parent, Op::MapIds(map));
+    }
+    let layers = stack(container, &dirs, default_rootfs).map(|stack| stack.lowers);
+    if remapped.is_some() {
+        let sources = match (&layers, &container.root) {
+            (Some(lowers), _) => lowers.clone(),
+            (None, Root::Dir(dir)) => vec![dir.clone()],
+            (None, _) => unreachable!("only --rootfs has no stack"),
+        };
+        push(Parent, Op::IdmapLayers { sources });
     }
     if let Some(fs) = cgroups.fs {
         push(
@@ -680,13 +753,42 @@ pub fn run_plan(
     push(Parent, Op::Release);
 
     push(Child, Op::AwaitParent);
+    if container.userns.is_some() {
+        push(
+            Child,
+            Op::BecomeRoot {
+                groups: remapped.is_some(),
+            },
+        );
+    }
     push(Child, Op::DeathSignal);
     push(Child, Op::Unshare(vec![Namespace::Cgroup]));
     push(Child, Op::SetHostname(hostname));
     push(Child, Op::MakePrivate);
     let rootfs = dirs.rootfs();
     match (stack(container, &dirs, default_rootfs), &container.root) {
-        (Some(stack), _) => push(Child, Op::Overlay(stack)),
+        (Some(mut stack), _) => {
+            if remapped.is_some() {
+                let targets: Vec<PathBuf> =
+                    (0..stack.lowers.len()).map(|i| dirs.layer(i)).collect();
+                push(
+                    Child,
+                    Op::AttachLayers {
+                        targets: targets.clone(),
+                        root: false,
+                    },
+                );
+                stack.lowers = targets;
+            }
+            push(Child, Op::Overlay(stack))
+        }
+        (None, Root::Dir(_)) if remapped.is_some() => push(
+            Child,
+            Op::AttachLayers {
+                targets: vec![rootfs.clone()],
+                root: true,
+            },
+        ),
         (None, Root::Dir(dir)) => push(
             Child,
             Op::BindRoot {
@@ -843,6 +945,7 @@ mod tests {
         container.userns = Some(IdMap {
             uid: 1000,
             gid: 1000,
+            count: 1,
         });
         let id = Id::new().unwrap();
         let cgroups = Cgroups {
@@ -871,6 +974,50 @@ mod tests {
                 .iter()
                 .any(|s| matches!(&s.op, Op::Overlay(stack) if stack.userxattr))
         );
+    }
+
+    #[test]
+    fn with_userns_as_root_the_layers_are_idmapped_and_the_state_given() {
+        use clap::Parser;
+        let cli =
+            crate::cli::Cli::try_parse_from(["mini-run", "run", "--network", "none"]).unwrap();
+        let crate::cli::Command::Run(args) = cli.command else {
+            unreachable!()
+        };
+        let mut container = Container::from_args(&args).unwrap();
+        container.userns = Some(IdMap {
+            uid: 1_000_000_000,
+            gid: 1_000_000_000,
+            count: 65536,
+        });
+        let id = Id::new().unwrap();
+        let cgroups = Cgroups {
+            fs: None,
+            version: Version::V2,
+        };
+        let plan = run_plan(&container, &id, cgroups, Path::new("/rootfs")).unwrap();
+        let ops: Vec<&Op> = plan.steps().iter().map(|s| &s.op).collect();
+        let dirs = Dirs::of(&id);
+        assert!(ops.contains(&&Op::GiveState {
+            dir: dirs.dir.clone(),
+            uid: 1_000_000_000,
+            gid: 1_000_000_000
+        }));
+        assert!(ops.contains(&&Op::IdmapLayers {
+            sources: vec![PathBuf::from("/rootfs")]
+        }));
+        // Root may map a range, and keeps setgroups(2) for -u.
+        let map = ops.iter().find(|op| matches!(op, Op::MapIds(_))).unwrap();
+        assert!(!map.call().contains("setgroups"), "{}", map.call());
+        let attach = ops
+            .iter()
+            .position(|op| matches!(op, Op::AttachLayers { root: false, .. }))
+            .unwrap();
+        match ops[attach + 1] {
+            Op::Overlay(stack) => assert_eq!(stack.lowers, vec![dirs.layer(0)]),
+            other => panic!("after the layers: {other:?}"),
+        }
+        assert!(ops.contains(&&Op::BecomeRoot { groups: true }));
     }
 
     #[test]

@@ -17,6 +17,13 @@
 //! `Delegate=yes`). Everything else mini-run does works the same; its
 //! state, default rootfs and named volumes live in the user's own
 //! directories.
+//!
+//! Root may ask for the same isolation with `--userns`, and may map more:
+//! the container's ids 0 to 65535 stand for 65536 host ids no one uses
+//! ([`IdMap::remapped`]), so root in the container is a stranger to every
+//! host file, as with Docker's `--userns-remap`. The image's files are
+//! root's on disk; *idmapped mounts* of its layers show them as the
+//! container root's, without a copy or a `chown`.
 
 use std::path::{Path, PathBuf};
 
@@ -26,12 +33,27 @@ use steps::Error;
 use crate::cli::RunArgs;
 use crate::container::{Container, Network};
 
-/// The host's ids that root in the container stands for.
+/// The container's ids 0 to `count - 1` stand for the host's from `uid`
+/// (and `gid`) on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IdMap {
     pub uid: u32,
     pub gid: u32,
+    pub count: u32,
 }
+
+/// `--userns` as root: the host ids from which the container's 65536 are
+/// taken when `/etc/subuid` gives the user `underhood` no range. Above
+/// the ranges `useradd` hands out (`SUB_UID_MAX` is 600100000), so no
+/// user's rootless containers share them.
+pub const DEFAULT_BASE: u32 = 1_000_000_000;
+
+/// How many ids `--userns` maps as root: 0 to 65535, nobody included.
+pub const COUNT: u32 = 65536;
+
+/// The user whose `/etc/subuid` and `/etc/subgid` ranges `--userns` takes,
+/// as Docker's `--userns-remap=default` takes `dockremap`'s.
+pub const SUBID_USER: &str = "underhood";
 
 impl IdMap {
     /// The caller's own ids: what an unprivileged user may map.
@@ -39,8 +61,59 @@ impl IdMap {
         Self {
             uid: Uid::effective().as_raw(),
             gid: Gid::effective().as_raw(),
+            count: 1,
         }
     }
+
+    /// `--userns` as root: [`SUBID_USER`]'s ranges, or [`DEFAULT_BASE`].
+    pub fn remapped() -> Result<Self, Error> {
+        let range = |file: &str| -> Result<Option<(u32, u32)>, Error> {
+            match std::fs::read_to_string(file) {
+                Ok(text) => {
+                    subid_range(&text, SUBID_USER).map_err(|e| Error::setup(format!("{file}: {e}")))
+                }
+                Err(_) => Ok(None),
+            }
+        };
+        let (uid, uids) = range("/etc/subuid")?.unwrap_or((DEFAULT_BASE, COUNT));
+        let (gid, gids) = range("/etc/subgid")?.unwrap_or((DEFAULT_BASE, COUNT));
+        Ok(Self {
+            uid,
+            gid,
+            count: uids.min(gids).min(COUNT),
+        })
+    }
+
+    /// More than the caller's own id: root made the map, and the
+    /// container's files need idmapped layers to be its own.
+    pub fn is_remapped(&self) -> bool {
+        self.count > 1
+    }
+}
+
+/// `NAME:START:COUNT` lines of `/etc/subuid`: the first range of `user`,
+/// which must hold at least 65536 ids.
+pub fn subid_range(text: &str, user: &str) -> Result<Option<(u32, u32)>, String> {
+    for line in text.lines() {
+        let fields: Vec<&str> = line.trim().split(':').collect();
+        if fields.first() != Some(&user) {
+            continue;
+        }
+        let numbers = match fields.as_slice() {
+            [_, start, count] => start.parse::<u32>().ok().zip(count.parse::<u32>().ok()),
+            _ => None,
+        };
+        return match numbers {
+            Some((start, count)) if count >= COUNT && start.checked_add(count).is_some() => {
+                Ok(Some((start, count)))
+            }
+            Some(_) => Err(format!(
+                "the range of {user} holds fewer than {COUNT} ids; give it {user}:START:{COUNT}"
+            )),
+            None => Err(format!("{line:?} is not NAME:START:COUNT")),
+        };
+    }
+    Ok(None)
 }
 
 /// Whether mini-run runs without root, and must go rootless.
@@ -133,9 +206,12 @@ pub fn adapt(
         )
         .hint("systemd-run --user --scope -p Delegate=yes mini-run run …, or run as root"));
     }
-    if let Some(user) = container.user
-        && (user.uid != 0 || user.gid != 0)
-    {
+    if container.user.is_some_and(|u| u.uid == 0 && u.gid == 0) {
+        // Already root inside; and with setgroups denied, the switch of
+        // user (setgroups(0, NULL) first) would fail.
+        container.user = None;
+    }
+    if let Some(user) = container.user {
         return Err(Error::setup(format!(
             "-u {}:{}: rootless, the user namespace maps only your own uid and gid (to 0); other ids need newuidmap and /etc/subuid, which mini-run does not use",
             user.uid, user.gid
@@ -161,6 +237,23 @@ mod tests {
         let mut container = Container::from_args(&args)?;
         let notice = adapt(&mut container, &args, delegated)?;
         Ok((container, notice))
+    }
+
+    #[test]
+    fn subid_ranges_are_read_by_user_and_checked() {
+        let text = "alice:100000:65536\nunderhood:2000000:65536\n";
+        assert_eq!(subid_range(text, "underhood"), Ok(Some((2000000, 65536))));
+        assert_eq!(subid_range(text, "bob"), Ok(None));
+        assert!(
+            subid_range("underhood:5:10\n", "underhood")
+                .unwrap_err()
+                .contains("fewer than 65536")
+        );
+        assert!(
+            subid_range("underhood:x\n", "underhood")
+                .unwrap_err()
+                .contains("NAME:START:COUNT")
+        );
     }
 
     #[test]

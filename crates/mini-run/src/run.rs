@@ -7,7 +7,7 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use caps::{CapSet, Capability, CapsHashSet};
@@ -65,6 +65,10 @@ struct Executor<'a> {
     /// `-t`: mini-run's end of the console socket (parent), or the
     /// child's, until the terminal is made.
     console: Option<OwnedFd>,
+    /// `--userns` as root: the layers socket's two ends, until the clone.
+    layers_pair: Option<(OwnedFd, OwnedFd)>,
+    /// `--userns` as root: this side's end of the layers socket.
+    layers: Option<OwnedFd>,
     /// Parent: the container's place on a bridge, once taken.
     network: Option<Attachment>,
     /// Child: the container's root filesystem, once mounted.
@@ -98,6 +102,8 @@ pub fn run(
         volumes: Vec::new(),
         console_pair: None,
         console: None,
+        layers_pair: None,
+        layers: None,
         network: None,
         root: None,
         moved_root: false,
@@ -108,6 +114,14 @@ pub fn run(
         // Made before the clone, so that both sides hold an end.
         let (ours, theirs) = crate::passfd::socket().map_err(|e| Error::sys("socketpair", e))?;
         executor.console_pair = Some((ours, theirs));
+    }
+    if plan
+        .steps()
+        .iter()
+        .any(|s| matches!(s.op, Op::IdmapLayers { .. }))
+    {
+        let (ours, theirs) = crate::passfd::socket().map_err(|e| Error::sys("socketpair", e))?;
+        executor.layers_pair = Some((ours, theirs));
     }
     for (index, step) in plan.steps().iter().enumerate() {
         if step.side.is_other_than(executor.here) {
@@ -180,14 +194,49 @@ impl Executor<'_> {
             Op::Clone(namespaces) => self.clone(namespaces, call)?,
             Op::MapIds(map) => {
                 let child = self.child.expect("cloned");
-                for (file, content) in [
-                    ("uid_map", format!("0 {} 1", map.uid)),
-                    ("setgroups", "deny".to_string()),
-                    ("gid_map", format!("0 {} 1", map.gid)),
-                ] {
+                // Root may map any range; a user only their own id, once,
+                // and only after denying setgroups(2).
+                let mut writes = vec![("uid_map", format!("0 {} {}", map.uid, map.count))];
+                if !map.is_remapped() {
+                    writes.push(("setgroups", "deny".to_string()));
+                }
+                writes.push(("gid_map", format!("0 {} {}", map.gid, map.count)));
+                for (file, content) in writes {
                     let path = format!("/proc/{child}/{file}");
                     std::fs::write(&path, &content)
                         .map_err(|e| Error::io(format!("write {path} \"{content}\""), &e))?;
+                }
+            }
+            Op::GiveState { dir, uid, gid } => {
+                give(dir, *uid, *gid).map_err(|e| Error::io(call(), &e))?
+            }
+            Op::IdmapLayers { sources } => self.idmap_layers(sources)?,
+            Op::AttachLayers { targets, root } => {
+                let socket = self.layers.take().expect("made before the clone");
+                let fds = crate::passfd::receive(&socket)
+                    .map_err(|e| Error::sys("recvmsg(layers socket)", e))?;
+                if fds.len() != targets.len() {
+                    return Err(Error::setup(format!(
+                        "{}: {} layer(s) came for {}",
+                        call(),
+                        fds.len(),
+                        targets.len()
+                    )));
+                }
+                for (fd, target) in fds.iter().zip(targets) {
+                    std::fs::create_dir_all(target).map_err(|e| Error::io(call(), &e))?;
+                    steps::sys::move_mount_to(fd.as_fd(), target).map_err(|e| {
+                        Error::sys(
+                            format!(
+                                "move_mount(fd, \"\", AT_FDCWD, \"{}\", MOVE_MOUNT_F_EMPTY_PATH)",
+                                target.display()
+                            ),
+                            e,
+                        )
+                    })?;
+                }
+                if *root {
+                    self.root = Some(inroot::open_root(&targets[0])?);
                 }
             }
             Op::JoinCgroup { dirs } => {
@@ -212,6 +261,15 @@ impl Executor<'_> {
                     // mini-run failed before it let us go; it cleans up.
                     std::process::exit(i32::from(steps::exit::SETUP));
                 }
+            }
+            Op::BecomeRoot { groups } => {
+                if *groups {
+                    nix::unistd::setgroups(&[]).map_err(sys)?;
+                }
+                let root_gid = Gid::from_raw(0);
+                let root_uid = Uid::from_raw(0);
+                nix::unistd::setresgid(root_gid, root_gid, root_gid).map_err(sys)?;
+                nix::unistd::setresuid(root_uid, root_uid, root_uid).map_err(sys)?;
             }
             Op::DeathSignal => {
                 nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(sys)?;
@@ -521,12 +579,14 @@ impl Executor<'_> {
                 self.here = Side::Parent;
                 self.child = Some(child);
                 self.console = self.console_pair.take().map(|(ours, _)| ours);
+                self.layers = self.layers_pair.take().map(|(ours, _)| ours);
                 self.sync = Some(File::from(sync_write));
                 self.report = Some(File::from(report_read));
             }
             Fork::Child => {
                 self.here = Side::Child;
                 self.console = self.console_pair.take().map(|(_, theirs)| theirs);
+                self.layers = self.layers_pair.take().map(|(_, theirs)| theirs);
                 // The locks belong to mini-run, and the descriptors are
                 // of host directories: a `-w /proc/self/fd/N` would walk
                 // out of the container through them (CVE-2024-21626).
@@ -547,6 +607,45 @@ impl Executor<'_> {
             }
         }
         Ok(())
+    }
+
+    /// `--userns` as root: an idmapped copy of each layer, made here on
+    /// the host (only root in the initial user namespace may make one),
+    /// passed to the child, which attaches them in its mount namespace.
+    fn idmap_layers(&mut self, sources: &[PathBuf]) -> Result<(), Error> {
+        let child = self.child.expect("cloned");
+        let userns_path = format!("/proc/{child}/ns/user");
+        let userns = File::open(&userns_path)
+            .map_err(|e| Error::io(format!("open(\"{userns_path}\")"), &e))?;
+        let mut fds = Vec::new();
+        for source in sources {
+            let fd = steps::sys::open_tree_clone(source).map_err(|e| {
+                Error::sys(
+                    format!("open_tree(\"{}\", OPEN_TREE_CLONE)", source.display()),
+                    e,
+                )
+            })?;
+            steps::sys::idmap_mount(fd.as_fd(), userns.as_fd()).map_err(|e| {
+                let error = Error::sys(
+                    format!(
+                        "mount_setattr(\"{}\", MOUNT_ATTR_IDMAP, {userns_path})",
+                        source.display()
+                    ),
+                    e,
+                );
+                match e {
+                    Errno::EINVAL => error.hint(
+                        "its filesystem cannot be idmapped (ext4, xfs and btrfs can, tmpfs from Linux 6.3); keep the rootfs or image on one that can, or run without --userns",
+                    ),
+                    _ => error,
+                }
+            })?;
+            fds.push(fd);
+        }
+        let socket = self.layers.take().expect("made before the clone");
+        let raw: Vec<_> = fds.iter().map(|fd| fd.as_raw_fd()).collect();
+        crate::passfd::send(&socket, &raw)
+            .map_err(|e| Error::sys("sendmsg(layers socket, SCM_RIGHTS)", e))
     }
 
     fn connect(&mut self, bridge: &str, ports: &[Port]) -> Result<(), Error> {
@@ -746,6 +845,18 @@ pub fn remove_state_dir(dir: &Path) {
     if std::fs::remove_dir(&containers).is_ok() {
         let _ = std::fs::remove_dir(containers.parent().unwrap_or(&containers));
     }
+}
+
+/// `chown -R uid:gid dir`, symlinks themselves rather than what they
+/// point to.
+fn give(dir: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    std::os::unix::fs::lchown(dir, Some(uid), Some(gid))?;
+    if std::fs::symlink_metadata(dir)?.is_dir() {
+        for entry in std::fs::read_dir(dir)? {
+            give(&entry?.path(), uid, gid)?;
+        }
+    }
+    Ok(())
 }
 
 /// Gives the owner read, write and search on every directory under `dir`.

@@ -31,7 +31,7 @@ use crate::container::Container;
 /// The keys a spec may have, in the order `--help` lists them.
 pub const KEYS: &[&str] = &[
     "image", "rootfs", "command", "env", "workdir", "user", "hostname", "memory", "cpus", "pids",
-    "volumes", "network", "ports", "init", "tty",
+    "volumes", "network", "ports", "init", "tty", "userns",
 ];
 
 /// What `mini-run run --help` says about `-f`.
@@ -52,6 +52,7 @@ A spec file (-f FILE) holds the same options as YAML, one key per flag:
   ports: ['8080:80']
   init: true                      # --init
   tty: true                       # -t
+  userns: true                    # --userns
 command is a list, as Docker's exec form: no shell splits it. Relative paths
 (image, rootfs, a volume's host side written ./ or ../) are relative to the
 file's directory. The command line wins: a flag replaces the file's value (an
@@ -80,6 +81,7 @@ pub struct Spec {
     pub ports: Vec<String>,
     pub init: bool,
     pub tty: bool,
+    pub userns: bool,
 }
 
 /// The command line over its `-f` file, or the command line itself.
@@ -174,6 +176,7 @@ impl Spec {
             // turn one off that the command line turned on.
             init: cli.init || self.init,
             tty: cli.tty || self.tty,
+            userns: cli.userns || self.userns,
             // Whatever a spec cannot say, the command line says alone.
             ..cli.clone()
         }
@@ -253,6 +256,7 @@ impl SpecVisitor<'_> {
             }
             "init" => spec.init = map.next_value_seed(Scalar::new(SWITCH, switch))?,
             "tty" => spec.tty = map.next_value_seed(Scalar::new(SWITCH, switch))?,
+            "userns" => spec.userns = map.next_value_seed(Scalar::new(SWITCH, switch))?,
             _ => unreachable!("Key lets only KEYS through"),
         }
         Ok(())

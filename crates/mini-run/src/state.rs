@@ -82,6 +82,11 @@ impl Dirs {
         self.dir.join("work")
     }
 
+    /// `--userns` as root: where the idmapped layer `index` is attached.
+    pub fn layer(&self, index: usize) -> PathBuf {
+        self.dir.join("layers").join(index.to_string())
+    }
+
     /// One of the files bound over the container's `/etc`.
     pub fn etc(&self, name: &str) -> PathBuf {
         self.dir.join(name)
