@@ -166,10 +166,16 @@ pub fn which(program: &str) -> Option<String> {
 /// Where idmapped mounts are tried: the default rootfs's filesystem.
 pub const IDMAP_PROBED: &str = "/var/cache";
 
-/// Tries to make an idmapped mount of `dir`, with the user namespace of a
-/// throwaway child: `mini-run run --userns` makes them of its layers.
+/// Tries to make an idmapped mount of `dir` (or of the nearest directory
+/// above it that exists, on the filesystem `dir` will be made on), with
+/// the user namespace of a throwaway child: `mini-run run --userns` makes
+/// them of its layers.
 fn probe_idmapped_mounts(dir: &Path) -> Result<(), String> {
     use std::io::Read;
+    let dir = dir
+        .ancestors()
+        .find(|d| d.is_dir())
+        .unwrap_or(Path::new("/"));
     use std::os::fd::AsFd;
     use steps::sys::{Fork, fork};
     let probe_error = |e: nix::errno::Errno| format!("could not probe: {e}");
