@@ -450,12 +450,12 @@ impl Step for Op {
             Op::Clone(_) | Op::Wait { .. } | Op::AwaitParent | Op::DeathSignal | Op::Release => {
                 chapter::CONTAINERS
             }
-            Op::SetUser { .. }
-            | Op::MapIds(_)
+            Op::SetUser { .. } => chapter::USER,
+            Op::MapIds(_)
             | Op::GiveState { .. }
             | Op::IdmapLayers { .. }
             | Op::AttachLayers { .. }
-            | Op::BecomeRoot { .. } => chapter::USER,
+            | Op::BecomeRoot { .. } => chapter::ROOTLESS,
             Op::Init => chapter::PID,
             Op::Volume { .. } => chapter::CONTAINER_MOUNTS,
             Op::MakeState { .. }

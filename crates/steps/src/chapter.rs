@@ -51,4 +51,5 @@ chapters! {
     CONTAINERS = "A container of your own: mini-run", "containers/README.md";
     CONTAINER_MOUNTS = "The container's filesystem: mounts and pivot_root", "containers/mounts.md";
     SECURITY = "Security defaults and the escapes they stop", "containers/security.md";
+    ROOTLESS = "Rootless containers", "containers/rootless.md";
 }
