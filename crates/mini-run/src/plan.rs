@@ -933,8 +933,9 @@ mod tests {
         assert_eq!(flag_names(MsFlags::empty()), "0");
     }
 
-    #[test]
-    fn rootless_the_user_namespace_comes_first_and_no_cgroup_without_one() {
+    /// The plan of `run --network none` on the default rootfs at /rootfs,
+    /// in a user namespace with `map`, without a cgroup.
+    fn plan_in_userns(map: IdMap) -> (Plan<RunStep>, Id) {
         use clap::Parser;
         let cli =
             crate::cli::Cli::try_parse_from(["mini-run", "run", "--network", "none"]).unwrap();
@@ -942,17 +943,23 @@ mod tests {
             unreachable!()
         };
         let mut container = Container::from_args(&args).unwrap();
-        container.userns = Some(IdMap {
-            uid: 1000,
-            gid: 1000,
-            count: 1,
-        });
+        container.userns = Some(map);
         let id = Id::new().unwrap();
         let cgroups = Cgroups {
             fs: None,
             version: Version::V2,
         };
         let plan = run_plan(&container, &id, cgroups, Path::new("/rootfs")).unwrap();
+        (plan, id)
+    }
+
+    #[test]
+    fn rootless_the_user_namespace_comes_first_and_no_cgroup_without_one() {
+        let (plan, _) = plan_in_userns(IdMap {
+            uid: 1000,
+            gid: 1000,
+            count: 1,
+        });
         let calls: Vec<String> = plan.steps().iter().map(|s| s.op.call()).collect();
         let clone = calls.iter().position(|c| c.starts_with("clone(")).unwrap();
         assert!(
@@ -978,24 +985,11 @@ mod tests {
 
     #[test]
     fn with_userns_as_root_the_layers_are_idmapped_and_the_state_given() {
-        use clap::Parser;
-        let cli =
-            crate::cli::Cli::try_parse_from(["mini-run", "run", "--network", "none"]).unwrap();
-        let crate::cli::Command::Run(args) = cli.command else {
-            unreachable!()
-        };
-        let mut container = Container::from_args(&args).unwrap();
-        container.userns = Some(IdMap {
+        let (plan, id) = plan_in_userns(IdMap {
             uid: 1_000_000_000,
             gid: 1_000_000_000,
             count: 65536,
         });
-        let id = Id::new().unwrap();
-        let cgroups = Cgroups {
-            fs: None,
-            version: Version::V2,
-        };
-        let plan = run_plan(&container, &id, cgroups, Path::new("/rootfs")).unwrap();
         let ops: Vec<&Op> = plan.steps().iter().map(|s| &s.op).collect();
         let dirs = Dirs::of(&id);
         assert!(ops.contains(&&Op::GiveState {
