@@ -2098,6 +2098,30 @@ fn userns() -> Result<(), Failed> {
         &(made.uid(), made.gid()),
         &(1_000_000_000, 1_000_000_000),
         "the owner on the host of what the container's root made",
+    )?;
+    // A named volume is idmapped as the layers are: on disk its files
+    // have the container's ids, whichever container wrote them.
+    let volume = VolumeGuard(format!("umr-userns-{}", std::process::id()));
+    let data = format!("{}:/data", volume.0);
+    let (out, _) = container(&["--userns", "-v", &data], "echo one > /data/note")?;
+    ensure(out.status.success(), describe(&out))?;
+    let note = std::fs::metadata(Path::new(VOLUMES).join(&volume.0).join("note"))?;
+    ensure_eq(
+        &(note.uid(), note.gid()),
+        &(0, 0),
+        "the owner on disk of /data/note",
+    )?;
+    let (out, lines) = container(&["-v", &data], "echo two >> /data/note; cat /data/note")?;
+    ensure(out.status.success(), describe(&out))?;
+    let (out, more) = container(&["--userns", "-v", &data], "cat /data/note")?;
+    ensure(out.status.success(), describe(&out))?;
+    ensure_eq(
+        &(lines, more),
+        &(
+            vec!["one".to_string(), "two".to_string()],
+            vec!["one".to_string(), "two".to_string()],
+        ),
+        "the volume across containers",
     )
 }
 

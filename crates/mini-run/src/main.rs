@@ -115,7 +115,9 @@ fn go(args: &RunArgs, narrator: &Narrator) -> Result<ExitCode, Error> {
             eprintln!("mini-run: {notice}");
         }
     } else if args.userns {
-        container.userns = Some(rootless::IdMap::remapped()?);
+        let map = rootless::IdMap::remapped()?;
+        rootless::check_remapped(&container, &map)?;
+        container.userns = Some(map);
     }
     if let mini_run::container::Network::Bridge(name) = &container.network {
         mini_run::network::check(name)?;

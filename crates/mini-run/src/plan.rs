@@ -47,6 +47,9 @@ pub struct Bind {
     /// Absolute, inside the container.
     pub target: PathBuf,
     pub read_only: bool,
+    /// `--userns` as root: the source comes idmapped from the parent
+    /// (with the layers), and is attached rather than bound.
+    pub idmapped: bool,
     pub make: Make,
     pub why: &'static str,
     pub chapter: Chapter,
@@ -91,6 +94,8 @@ pub enum Op {
     /// (or of the `--rootfs` directory), passed to the child.
     IdmapLayers {
         sources: Vec<PathBuf>,
+        /// The named volumes' directories, idmapped too.
+        volumes: Vec<PathBuf>,
     },
     /// Parent: move the child into the cgroup, before it runs anything.
     JoinCgroup {
@@ -278,10 +283,14 @@ impl Step for Op {
                 map.uid, map.gid
             ),
             Op::GiveState { dir, uid, gid } => format!("chown -R {uid}:{gid} {}", quoted(dir)),
-            Op::IdmapLayers { sources } => format!(
-                "open_tree({}, OPEN_TREE_CLONE) for each of {} layer(s); mount_setattr(fd, MOUNT_ATTR_IDMAP, /proc/$CHILD/ns/user); sendmsg(layers socket, SCM_RIGHTS)",
+            Op::IdmapLayers { sources, volumes } => format!(
+                "open_tree({}, OPEN_TREE_CLONE) for each of {} layer(s){}; mount_setattr(fd, MOUNT_ATTR_IDMAP, /proc/$CHILD/ns/user); sendmsg(layers socket, SCM_RIGHTS)",
                 sources.first().map(|s| quoted(s)).unwrap_or_default(),
-                sources.len()
+                sources.len(),
+                match volumes.len() {
+                    0 => String::new(),
+                    n => format!(" and {n} named volume(s)"),
+                }
             ),
             Op::AttachLayers { targets, .. } => format!(
                 "recvmsg(layers socket); move_mount(fd, \"\", AT_FDCWD, {}, MOVE_MOUNT_F_EMPTY_PATH) for each of {}",
@@ -324,11 +333,19 @@ impl Step for Op {
                 m.data.map_or("NULL".into(), |d| format!("\"{d}\""))
             ),
             Op::Bind(b) => {
-                let mut call = format!(
-                    "mount({}, \"$ROOTFS{}\", NULL, MS_BIND|MS_REC, NULL)",
-                    quoted(&b.source),
-                    b.target.display()
-                );
+                let mut call = if b.idmapped {
+                    format!(
+                        "move_mount(the idmapped copy of {}, \"\", AT_FDCWD, \"$ROOTFS{}\", MOVE_MOUNT_F_EMPTY_PATH)",
+                        quoted(&b.source),
+                        b.target.display()
+                    )
+                } else {
+                    format!(
+                        "mount({}, \"$ROOTFS{}\", NULL, MS_BIND|MS_REC, NULL)",
+                        quoted(&b.source),
+                        b.target.display()
+                    )
+                };
                 if b.read_only {
                     call.push_str(&format!(
                         "; mount_setattr(\"$ROOTFS{}\", AT_RECURSIVE, MOUNT_ATTR_RDONLY)",
@@ -725,7 +742,15 @@ pub fn run_plan(
             (None, Root::Dir(dir)) => vec![dir.clone()],
             (None, _) => unreachable!("only --rootfs has no stack"),
         };
-        push(Parent, Op::IdmapLayers { sources });
+        let volumes = container
+            .volumes
+            .iter()
+            .filter_map(|v| match &v.source {
+                Source::Named(name) => Some(crate::volume::dir(name)),
+                Source::Host(_) => None,
+            })
+            .collect();
+        push(Parent, Op::IdmapLayers { sources, volumes });
     }
     if let Some(fs) = cgroups.fs {
         push(
@@ -808,6 +833,7 @@ pub fn run_plan(
                 source: Path::new("/dev").join(device),
                 target: Path::new("/dev").join(device),
                 read_only: false,
+                idmapped: false,
                 make: Make::File,
                 why: "a device the container may use, bound from the host's; it can make no others (CAP_MKNOD is dropped)",
                 chapter: chapter::CONTAINER_MOUNTS,
@@ -830,6 +856,7 @@ pub fn run_plan(
                 source: dirs.etc(name),
                 target: Path::new("/etc").join(name),
                 read_only: false,
+                idmapped: false,
                 make: Make::File,
                 why: "a file of the container's own over the image's, as Docker binds its /etc files",
                 chapter: chapter::CONTAINER_MOUNTS,
@@ -837,11 +864,17 @@ pub fn run_plan(
         );
     }
     for volume in &container.volumes {
+        let idmapped = remapped.is_some() && matches!(volume.source, Source::Named(_));
         let (source, make, why) = match &volume.source {
             Source::Host(path) => (
                 path.clone(),
                 if path.is_dir() { Make::Dir } else { Make::File },
                 "a bind mount (-v): the host's directory itself, shared with the container; its target is resolved inside the rootfs, so an image's symlink cannot point it at the host",
+            ),
+            Source::Named(name) if idmapped => (
+                crate::volume::dir(name),
+                Make::Dir,
+                "a named volume, idmapped as the layers are: its files keep the container's ids on disk, so root in any container, with --userns or without, finds them its own",
             ),
             Source::Named(name) => (
                 crate::volume::dir(name),
@@ -855,6 +888,7 @@ pub fn run_plan(
                 source,
                 target: volume.target.clone(),
                 read_only: volume.read_only,
+                idmapped,
                 make,
                 why,
                 chapter: chapter::CONTAINER_MOUNTS,
@@ -998,7 +1032,8 @@ mod tests {
             gid: 1_000_000_000
         }));
         assert!(ops.contains(&&Op::IdmapLayers {
-            sources: vec![PathBuf::from("/rootfs")]
+            sources: vec![PathBuf::from("/rootfs")],
+            volumes: vec![],
         }));
         // Root may map a range, and keeps setgroups(2) for -u.
         let map = ops.iter().find(|op| matches!(op, Op::MapIds(_))).unwrap();

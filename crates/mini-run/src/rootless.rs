@@ -222,6 +222,29 @@ pub fn adapt(
     Ok(notice)
 }
 
+/// `--userns` as root: refuses what the container's user namespace
+/// cannot give, before anything is made.
+pub fn check_remapped(container: &Container, map: &IdMap) -> Result<(), Error> {
+    if container.network == Network::Host {
+        return Err(Error::usage(
+            "--userns with --network host: the host's network namespace is not the container's user namespace's, so its /sys cannot be mounted there",
+        )
+        .hint("use --network none or a bridge, or drop --userns"));
+    }
+    if let Some(user) = container.user
+        && (user.uid >= map.count || user.gid >= map.count)
+    {
+        return Err(Error::usage(format!(
+            "-u {}:{}: the user namespace maps ids 0 to {} only",
+            user.uid,
+            user.gid,
+            map.count - 1
+        ))
+        .hint("give an id in that range, or drop --userns"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,6 +277,38 @@ mod tests {
                 .unwrap_err()
                 .contains("NAME:START:COUNT")
         );
+    }
+
+    #[test]
+    fn with_userns_as_root_host_network_and_ids_outside_the_map_are_refused() {
+        let map = IdMap {
+            uid: DEFAULT_BASE,
+            gid: DEFAULT_BASE,
+            count: COUNT,
+        };
+        let check = |flags: &[&str]| {
+            let mut argv = vec!["mini-run", "run"];
+            argv.extend_from_slice(flags);
+            let cli = crate::cli::Cli::try_parse_from(argv).unwrap();
+            let crate::cli::Command::Run(args) = cli.command else {
+                unreachable!()
+            };
+            check_remapped(&Container::from_args(&args).unwrap(), &map)
+        };
+        assert!(
+            check(&["--network", "host"])
+                .unwrap_err()
+                .to_string()
+                .contains("--network host")
+        );
+        assert!(
+            check(&["-u", "65536"])
+                .unwrap_err()
+                .to_string()
+                .contains("ids 0 to 65535")
+        );
+        assert!(check(&["-u", "65535:1000"]).is_ok());
+        assert!(check(&[]).is_ok());
     }
 
     #[test]

@@ -69,6 +69,9 @@ struct Executor<'a> {
     layers_pair: Option<(OwnedFd, OwnedFd)>,
     /// `--userns` as root: this side's end of the layers socket.
     layers: Option<OwnedFd>,
+    /// Child, `--userns` as root: the idmapped named volumes that came
+    /// after the layers, in the order of their binds.
+    idmapped_volumes: std::collections::VecDeque<OwnedFd>,
     /// Parent: the container's place on a bridge, once taken.
     network: Option<Attachment>,
     /// Child: the container's root filesystem, once mounted.
@@ -104,6 +107,7 @@ pub fn run(
         console: None,
         layers_pair: None,
         layers: None,
+        idmapped_volumes: std::collections::VecDeque::new(),
         network: None,
         root: None,
         moved_root: false,
@@ -210,12 +214,15 @@ impl Executor<'_> {
             Op::GiveState { dir, uid, gid } => {
                 give(dir, *uid, *gid).map_err(|e| Error::io(call(), &e))?
             }
-            Op::IdmapLayers { sources } => self.idmap_layers(sources)?,
+            Op::IdmapLayers { sources, volumes } => {
+                let all: Vec<PathBuf> = sources.iter().chain(volumes).cloned().collect();
+                self.idmap_layers(&all)?
+            }
             Op::AttachLayers { targets, root } => {
                 let socket = self.layers.take().expect("made before the clone");
                 let fds = crate::passfd::receive(&socket)
                     .map_err(|e| Error::sys("recvmsg(layers socket)", e))?;
-                if fds.len() != targets.len() {
+                if fds.len() < targets.len() {
                     return Err(Error::setup(format!(
                         "{}: {} layer(s) came for {}",
                         call(),
@@ -223,7 +230,10 @@ impl Executor<'_> {
                         targets.len()
                     )));
                 }
-                for (fd, target) in fds.iter().zip(targets) {
+                let mut fds = fds.into_iter();
+                // Targets first: zip takes from its first iterator before
+                // it finds the second one done, and would drop a volume.
+                for (target, fd) in targets.iter().zip(fds.by_ref()) {
                     std::fs::create_dir_all(target).map_err(|e| Error::io(call(), &e))?;
                     steps::sys::move_mount_to(fd.as_fd(), target).map_err(|e| {
                         Error::sys(
@@ -235,6 +245,7 @@ impl Executor<'_> {
                         )
                     })?;
                 }
+                self.idmapped_volumes = fds.collect();
                 if *root {
                     self.root = Some(inroot::open_root(&targets[0])?);
                 }
@@ -332,14 +343,22 @@ impl Executor<'_> {
             }
             Op::Bind(b) => {
                 let target = inroot::open(self.root(), &b.target, b.make)?;
-                mount(
-                    Some(b.source.as_path()),
-                    &target.path(),
-                    None::<&str>,
-                    MsFlags::MS_BIND | MsFlags::MS_REC,
-                    None::<&str>,
-                )
-                .map_err(sys)?;
+                if b.idmapped {
+                    let fd = self
+                        .idmapped_volumes
+                        .pop_front()
+                        .ok_or_else(|| Error::setup(format!("{}: none came", call())))?;
+                    steps::sys::move_mount_onto(fd.as_fd(), target.fd.as_fd()).map_err(sys)?;
+                } else {
+                    mount(
+                        Some(b.source.as_path()),
+                        &target.path(),
+                        None::<&str>,
+                        MsFlags::MS_BIND | MsFlags::MS_REC,
+                        None::<&str>,
+                    )
+                    .map_err(sys)?;
+                }
                 if b.read_only {
                     // Read-only all the way down, as Docker 25 does: a
                     // mount inside the volume's source stays covered.

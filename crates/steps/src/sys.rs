@@ -262,3 +262,27 @@ pub fn move_mount_to(fd: std::os::fd::BorrowedFd, target: &std::path::Path) -> R
     };
     Errno::result(ret).map(drop)
 }
+
+/// Attaches the detached mount `fd` on the directory or file `target`, an
+/// open descriptor (`O_PATH` will do): `move_mount(fd, "", target, "",
+/// MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)`. No path is looked
+/// up, so nothing can be swapped for a symlink in between.
+pub fn move_mount_onto(
+    fd: std::os::fd::BorrowedFd,
+    target: std::os::fd::BorrowedFd,
+) -> Result<(), Errno> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the kernel reads the two empty C strings; it writes nothing
+    // of ours.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            libc::MOVE_MOUNT_F_EMPTY_PATH | libc::MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    Errno::result(ret).map(drop)
+}
