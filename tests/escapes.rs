@@ -26,7 +26,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use support::{
-    Failed, Requirement::*, cmd, describe, ensure, ensure_eq, run_for, scratch, spawn_group, stdout,
+    Failed, Requirement::*, cmd, describe, ensure, ensure_eq, left_nothing, read_until, run_for,
+    scratch, spawn_group, stdout, toolkit_first,
 };
 
 const NEEDS: &[support::Requirement] = &[Root, Busybox, Overlayfs];
@@ -54,126 +55,78 @@ fn main() {
         move || f(payload.as_deref().ok_or("no payload")?)
     };
 
-    let mut suite = Attempts::default();
-    suite.test(
+    let mut suite = support::Suite::new();
+    suite.keep(payload_dir);
+    suite.test_if(
         "the_classic_chroot_escape_climbs_only_to_the_container_s_root",
         NEEDS,
         no_payload.clone(),
         with_payload(chroot_escape),
     );
-    suite.test(
+    suite.test_if(
         "an_image_s_symlinked_proc_sys_dev_dev_null_and_bind_targets_mount_nothing_on_the_host",
         NEEDS,
         None,
         symlinked_mount_targets,
     );
-    suite.test(
+    suite.test_if(
         "proc_cwd_root_and_fd_of_every_visible_process_lead_nowhere_on_the_host",
         NEEDS,
         None,
         proc_links,
     );
-    suite.test(
+    suite.test_if(
         "writes_to_every_visible_proc_pid_exe_leave_the_host_binaries_alone",
         NEEDS,
         None,
         proc_pid_exe,
     );
-    suite.test(
+    suite.test_if(
         "mount_mknod_and_reboot_are_refused_also_after_unshare_urm",
         USERNS,
         None,
         mount_mknod_reboot,
     );
-    suite.test(
+    suite.test_if(
         "a_cgroup_v1_release_agent_is_out_of_reach_of_unshare_and_a_cgroup_mount",
         USERNS,
         no_payload.clone(),
         with_payload(release_agent),
     );
-    suite.test(
+    suite.test_if(
         "core_pattern_and_sysrq_trigger_stay_the_host_s",
         USERNS,
         None,
         core_pattern_and_sysrq,
     );
-    suite.test(
+    suite.test_if(
         "tiocsti_types_nothing_into_the_host_s_terminal",
         NEEDS,
         no_payload.clone().or(needs_tool("setsid")),
         with_payload(tiocsti),
     );
-    suite.test(
+    suite.test_if(
         "a_container_on_a_bridge_reaches_no_host_loopback_beyond_it",
         NET,
         no_payload.or(needs_tool("unshare")).or(needs_tool("ip")),
         with_payload(beyond_the_bridge),
     );
-    suite.run(payload_dir)
+    suite.run_then(|conclusion| {
+        let gaps = GAPS.load(Ordering::Relaxed);
+        let attempts = conclusion.num_passed + conclusion.num_failed;
+        Some(match conclusion.num_failed {
+            0 => format!("escapes: {attempts} attempts, all stopped ({gaps} known gaps)"),
+            failed => format!(
+                "escapes: {attempts} attempts, {failed} NOT shown stopped ({gaps} known gaps)"
+            ),
+        })
+    })
 }
 
 fn needs_tool(tool: &str) -> Option<String> {
     lab::machine::which(tool)
         .is_none()
         .then(|| format!("needs the program {tool}"))
-}
-
-type TestFn = Box<dyn FnOnce() -> Result<(), Failed> + Send>;
-
-/// support::Suite, with a closing line over all the attempts: how many
-/// ran, whether all were stopped, and how many are known gaps.
-#[derive(Default)]
-struct Attempts {
-    trials: Vec<libtest_mimic::Trial>,
-    skipped: Vec<(String, String)>,
-}
-
-impl std::fmt::Debug for Attempts {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Attempts")
-            .field("trials", &self.trials.len())
-            .finish()
-    }
-}
-
-impl Attempts {
-    fn test(
-        &mut self,
-        name: &str,
-        requires: &[support::Requirement],
-        skip: Option<String>,
-        test: impl FnOnce() -> Result<(), Failed> + Send + 'static,
-    ) {
-        let mut unmet = support::unmet(requires);
-        unmet.extend(skip);
-        let ignored = !unmet.is_empty();
-        if ignored {
-            self.skipped.push((name.to_string(), unmet.join("; ")));
-        }
-        let test: TestFn = Box::new(test);
-        self.trials
-            .push(libtest_mimic::Trial::test(name, test).with_ignored_flag(ignored));
-    }
-
-    fn run(self, keep: tempfile::TempDir) -> ! {
-        let args = libtest_mimic::Arguments::from_args();
-        for (name, reason) in &self.skipped {
-            println!("skipped: {name}: {reason}");
-        }
-        let conclusion = libtest_mimic::run(&args, self.trials);
-        drop(keep);
-        let gaps = GAPS.load(Ordering::Relaxed);
-        let attempts = conclusion.num_passed + conclusion.num_failed;
-        if conclusion.num_failed == 0 {
-            println!("escapes: {attempts} attempts, all stopped ({gaps} known gaps)");
-        } else {
-            println!(
-                "escapes: {attempts} attempts, {} NOT shown stopped ({gaps} known gaps)",
-                conclusion.num_failed
-            );
-        }
-        conclusion.exit()
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -351,69 +304,12 @@ fn container(args: &[&str], script: &str) -> Result<(Output, Vec<String>), Faile
 /// A copy of the default rootfs to plant payloads in, with a file that
 /// only the image has, and the compiled payload at /payload if given.
 fn rootfs_copy(dir: &Path, payload: Option<&Path>) -> Result<PathBuf, Failed> {
-    // The default rootfs exists once a container has run.
-    let out = mini_run(&["--", "true"])?;
-    ensure(out.status.success(), describe(&out))?;
-    let root = dir.join("rootfs");
-    let out = run_for(
-        Command::new("cp")
-            .args(["-a", "/var/cache/underhood/rootfs/default"])
-            .arg(&root),
-        60,
-    )?;
-    ensure(out.status.success(), describe(&out))?;
+    let root = support::rootfs_copy(dir)?;
     std::fs::write(root.join("image-marker"), "")?;
     if let Some(payload) = payload {
         std::fs::copy(payload, root.join("payload"))?;
     }
     Ok(root)
-}
-
-/// The cgroup directories named after the container, in any hierarchy.
-fn cgroups_named(name: &str) -> Vec<PathBuf> {
-    fn walk(dir: &Path, name: &str, depth: usize, found: &mut Vec<PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                if entry.file_name().to_string_lossy() == name {
-                    found.push(path.clone());
-                }
-                if depth > 0 {
-                    walk(&path, name, depth - 1, found);
-                }
-            }
-        }
-    }
-    let mut found = Vec::new();
-    walk(Path::new("/sys/fs/cgroup"), name, 6, &mut found);
-    found
-}
-
-/// The container with this short id left no state directory and no cgroup
-/// (as tests/mini_run.rs checks it).
-fn left_nothing(id: &str) -> Result<(), Failed> {
-    ensure(
-        id.len() == 12 && id.chars().all(|c| c.is_ascii_hexdigit()),
-        format!("the first line should be the container's short id, got {id:?}"),
-    )?;
-    let states: Vec<String> = std::fs::read_dir("/run/underhood/containers")
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with(id))
-                .collect()
-        })
-        .unwrap_or_default();
-    ensure(states.is_empty(), format!("state left behind: {states:?}"))?;
-    let cgroups = cgroups_named(&format!("mini-run-{id}"));
-    ensure(
-        cgroups.is_empty(),
-        format!("cgroups left behind: {cgroups:?}"),
-    )
 }
 
 /// The host's mounts, as "mount point, type, source": but those of other
@@ -1035,35 +931,6 @@ fn core_pattern_and_sysrq() -> Result<(), Failed> {
     same_mounts(&mounts, dir.path())
 }
 
-/// Reads the terminal's master until `want` has come, for up to 20 s.
-fn read_until(master: &std::fs::File, seen: &mut String, want: &str) -> Result<(), Failed> {
-    use std::os::fd::AsFd;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let mut buffer = [0u8; 4096];
-    while !seen.contains(want) {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        ensure(
-            !left.is_zero(),
-            format!("no {want:?} on the terminal:\n{seen}"),
-        )?;
-        let mut fds = [nix::poll::PollFd::new(
-            master.as_fd(),
-            nix::poll::PollFlags::POLLIN,
-        )];
-        let timeout = nix::poll::PollTimeout::try_from(left).unwrap_or(nix::poll::PollTimeout::MAX);
-        if nix::poll::poll(&mut fds, timeout)? == 0 {
-            continue;
-        }
-        let n = nix::unistd::read(master.as_fd(), &mut buffer)?;
-        ensure(
-            n > 0,
-            format!("the terminal closed before {want:?}:\n{seen}"),
-        )?;
-        seen.push_str(&String::from_utf8_lossy(&buffer[..n]));
-    }
-    Ok(())
-}
-
 /// Whether input waits on the terminal, for whoever reads it next: the
 /// learner's shell, once mini-run has exited.
 fn input_waiting(slave: &std::fs::File) -> Result<bool, Failed> {
@@ -1254,13 +1121,4 @@ fn host_links() -> Result<Vec<String>, Failed> {
 fn host_tables() -> Result<String, Failed> {
     let out = run_for(Command::new("nft").args(["list", "tables"]), 30)?;
     Ok(stdout(&out))
-}
-
-/// $PATH with the toolkit's binaries first.
-fn toolkit_first() -> String {
-    format!(
-        "{}:{}",
-        support::bin_dir().display(),
-        std::env::var("PATH").unwrap_or_default()
-    )
 }

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 
 use support::{
-    Failed, Requirement::*, Suite, cmd, describe, ensure, ensure_eq, run_for, scratch, spawn_group,
-    stderr, stdout,
+    Failed, Requirement::*, Suite, cgroups_named, cmd, describe, ensure, ensure_eq, left_nothing,
+    read_until, rootfs_copy, run_for, scratch, spawn_group, stderr, stdout, toolkit_first,
 };
 
 const NEEDS: &[support::Requirement] = &[Root, Busybox, Overlayfs];
@@ -224,53 +224,6 @@ fn container(args: &[&str], script: &str) -> Result<(Output, Vec<String>), Faile
         left_nothing(id)?;
     }
     Ok((out, lines.into_iter().skip(1).collect()))
-}
-
-/// The cgroup directories named after the container, in any hierarchy.
-fn cgroups_named(name: &str) -> Vec<PathBuf> {
-    fn walk(dir: &Path, name: &str, depth: usize, found: &mut Vec<PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                if entry.file_name().to_string_lossy() == name {
-                    found.push(path.clone());
-                }
-                if depth > 0 {
-                    walk(&path, name, depth - 1, found);
-                }
-            }
-        }
-    }
-    let mut found = Vec::new();
-    walk(Path::new("/sys/fs/cgroup"), name, 6, &mut found);
-    found
-}
-
-/// Checks that the container with this short id left no state directory
-/// and no cgroup.
-fn left_nothing(id: &str) -> Result<(), Failed> {
-    ensure(
-        id.len() == 12 && id.chars().all(|c| c.is_ascii_hexdigit()),
-        format!("the first line should be the container's short id, got {id:?}"),
-    )?;
-    let states: Vec<String> = std::fs::read_dir("/run/underhood/containers")
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with(id))
-                .collect()
-        })
-        .unwrap_or_default();
-    ensure(states.is_empty(), format!("state left behind: {states:?}"))?;
-    let cgroups = cgroups_named(&format!("mini-run-{id}"));
-    ensure(
-        cgroups.is_empty(),
-        format!("cgroups left behind: {cgroups:?}"),
-    )
 }
 
 fn pid_1() -> Result<(), Failed> {
@@ -631,21 +584,6 @@ fn named_volumes() -> Result<(), Failed> {
     ensure(!dir.exists(), "a failed run left the volume it made")
 }
 
-fn rootfs_copy(dir: &Path) -> Result<PathBuf, Failed> {
-    // The default rootfs exists: an earlier test built it; build it if not.
-    let out = mini_run(&["--", "true"])?;
-    ensure(out.status.success(), describe(&out))?;
-    let root = dir.join("rootfs");
-    let out = run_for(
-        std::process::Command::new("cp")
-            .args(["-a", "/var/cache/underhood/rootfs/default"])
-            .arg(&root),
-        60,
-    )?;
-    ensure(out.status.success(), describe(&out))?;
-    Ok(root)
-}
-
 fn symlinked_etc() -> Result<(), Failed> {
     let dir = scratch();
     let root = rootfs_copy(dir.path())?;
@@ -878,35 +816,6 @@ fn orphans() -> Result<(), Failed> {
     Ok(())
 }
 
-/// Reads the terminal's master until `want` has come, for up to 20 s.
-fn read_until(master: &std::fs::File, seen: &mut String, want: &str) -> Result<(), Failed> {
-    use std::os::fd::AsFd;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let mut buffer = [0u8; 4096];
-    while !seen.contains(want) {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        ensure(
-            !left.is_zero(),
-            format!("no {want:?} on the terminal:\n{seen}"),
-        )?;
-        let mut fds = [nix::poll::PollFd::new(
-            master.as_fd(),
-            nix::poll::PollFlags::POLLIN,
-        )];
-        let timeout = nix::poll::PollTimeout::try_from(left).unwrap_or(nix::poll::PollTimeout::MAX);
-        if nix::poll::poll(&mut fds, timeout)? == 0 {
-            continue;
-        }
-        let n = nix::unistd::read(master.as_fd(), &mut buffer)?;
-        ensure(
-            n > 0,
-            format!("the terminal closed before {want:?}:\n{seen}"),
-        )?;
-        seen.push_str(&String::from_utf8_lossy(&buffer[..n]));
-    }
-    Ok(())
-}
-
 fn terminal() -> Result<(), Failed> {
     use nix::sys::termios::{LocalFlags, tcgetattr};
     use std::os::fd::AsFd;
@@ -1074,16 +983,6 @@ fn run_chain(prefix: &[&str], dir: &Path, chain: &str) -> Result<Output, Failed>
             .current_dir(dir)
             .env("PATH", toolkit_first()),
         60,
-    )
-}
-
-/// `$PATH` with the toolkit's binaries first, for scripts that call them
-/// by name.
-fn toolkit_first() -> String {
-    format!(
-        "{}:{}",
-        support::bin_dir().display(),
-        std::env::var("PATH").unwrap_or_default()
     )
 }
 

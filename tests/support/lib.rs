@@ -249,6 +249,20 @@ impl Suite {
         self.add(name, unmet, Box::new(test));
     }
 
+    /// Adds a test that needs `requires`, and is skipped as well for a
+    /// reason known to the caller (`skip`): a tool, a payload not built.
+    pub fn test_if(
+        &mut self,
+        name: &str,
+        requires: &[Requirement],
+        skip: Option<String>,
+        test: impl FnOnce() -> Result<(), Failed> + Send + 'static,
+    ) {
+        let mut unmet = unmet(requires);
+        unmet.extend(skip);
+        self.add(name, unmet, Box::new(test));
+    }
+
     /// Adds a test that is skipped for a reason known to the caller.
     pub fn test_unless(
         &mut self,
@@ -275,12 +289,129 @@ impl Suite {
 
     /// Runs the suite and exits with libtest's status.
     pub fn run(self) -> ! {
+        self.run_then(|_| None)
+    }
+
+    /// Runs the suite, prints what `summary` makes of how it went (a line
+    /// for the README's count, say), and exits with libtest's status.
+    pub fn run_then(self, summary: impl FnOnce(&libtest_mimic::Conclusion) -> Option<String>) -> ! {
         let args = Arguments::from_args();
         for (name, reason) in &self.skipped {
             println!("skipped: {name}: {reason}");
         }
         let conclusion = libtest_mimic::run(&args, self.trials);
         drop(self.kept);
+        if let Some(line) = summary(&conclusion) {
+            println!("{line}");
+        }
         conclusion.exit()
     }
+}
+
+// ---------------------------------------------------------------------------
+// mini-run's containers, as the suites that run them check them
+
+/// `$PATH` with the toolkit's binaries first.
+pub fn toolkit_first() -> String {
+    format!(
+        "{}:{}",
+        bin_dir().display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+/// The cgroup directories named `name`, in any hierarchy.
+pub fn cgroups_named(name: &str) -> Vec<PathBuf> {
+    fn walk(dir: &Path, name: &str, depth: usize, found: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                if entry.file_name().to_string_lossy() == name {
+                    found.push(path.clone());
+                }
+                if depth > 0 {
+                    walk(&path, name, depth - 1, found);
+                }
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(Path::new("/sys/fs/cgroup"), name, 6, &mut found);
+    found
+}
+
+/// Checks that the container with this short id left no state directory
+/// and no cgroup.
+pub fn left_nothing(id: &str) -> Result<(), Failed> {
+    ensure(
+        id.len() == 12 && id.chars().all(|c| c.is_ascii_hexdigit()),
+        format!("the first line should be the container's short id, got {id:?}"),
+    )?;
+    let states: Vec<String> = std::fs::read_dir("/run/underhood/containers")
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(id))
+                .collect()
+        })
+        .unwrap_or_default();
+    ensure(states.is_empty(), format!("state left behind: {states:?}"))?;
+    let cgroups = cgroups_named(&format!("mini-run-{id}"));
+    ensure(
+        cgroups.is_empty(),
+        format!("cgroups left behind: {cgroups:?}"),
+    )
+}
+
+/// A copy of the default busybox rootfs at `dir/rootfs`, to plant things
+/// in; a container is run first, which builds the rootfs if need be.
+pub fn rootfs_copy(dir: &Path) -> Result<PathBuf, Failed> {
+    let out = run_for(
+        cmd("mini-run").args(["run", "--network", "none", "--", "true"]),
+        60,
+    )?;
+    ensure(out.status.success(), describe(&out))?;
+    let root = dir.join("rootfs");
+    let out = run_for(
+        Command::new("cp")
+            .args(["-a", "/var/cache/underhood/rootfs/default"])
+            .arg(&root),
+        60,
+    )?;
+    ensure(out.status.success(), describe(&out))?;
+    Ok(root)
+}
+
+/// Reads a terminal's master until `want` shows in what was read, for at
+/// most 20 seconds.
+pub fn read_until(master: &std::fs::File, seen: &mut String, want: &str) -> Result<(), Failed> {
+    use std::os::fd::AsFd;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut buffer = [0u8; 4096];
+    while !seen.contains(want) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        ensure(
+            !left.is_zero(),
+            format!("no {want:?} on the terminal:\n{seen}"),
+        )?;
+        let mut fds = [nix::poll::PollFd::new(
+            master.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        let timeout = nix::poll::PollTimeout::try_from(left).unwrap_or(nix::poll::PollTimeout::MAX);
+        if nix::poll::poll(&mut fds, timeout)? == 0 {
+            continue;
+        }
+        let n = nix::unistd::read(master.as_fd(), &mut buffer)?;
+        ensure(
+            n > 0,
+            format!("the terminal closed before {want:?}:\n{seen}"),
+        )?;
+        seen.push_str(&String::from_utf8_lossy(&buffer[..n]));
+    }
+    Ok(())
 }
