@@ -21,13 +21,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use support::{
-    Failed, Requirement::*, cmd, describe, ensure, ensure_eq, left_nothing, read_until, run_for,
-    scratch, spawn_group, stdout, toolkit_first,
+    Failed, Requirement::*, cmd, container, describe, ensure, ensure_eq, left_nothing, read_until,
+    run_for, scratch, spawn_group, stdout, toolkit_first,
 };
 
 const NEEDS: &[support::Requirement] = &[Root, Busybox, Overlayfs];
@@ -275,30 +275,6 @@ fn compile_payload(dir: &Path) -> Result<PathBuf, String> {
                 .unwrap_or("")
         ))
     }
-}
-
-/// `mini-run run --network none ARGS…`, given a minute.
-fn mini_run(args: &[&str]) -> Result<Output, Failed> {
-    run_for(
-        cmd("mini-run")
-            .args(["run", "--network", "none"])
-            .args(args),
-        60,
-    )
-}
-
-/// Runs `script` in a container after `args`; the container prints its
-/// hostname first, and the test fails if it left anything.
-fn container(args: &[&str], script: &str) -> Result<(Output, Vec<String>), Failed> {
-    let script = format!("hostname; {script}");
-    let mut all: Vec<&str> = args.to_vec();
-    all.extend(["--", "sh", "-c", &script]);
-    let out = mini_run(&all)?;
-    let lines: Vec<String> = stdout(&out).lines().map(String::from).collect();
-    if let Some(id) = lines.first() {
-        left_nothing(id)?;
-    }
-    Ok((out, lines.into_iter().skip(1).collect()))
 }
 
 /// A copy of the default rootfs to plant payloads in, with a file that

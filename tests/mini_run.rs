@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 
 use support::{
-    Failed, Requirement::*, Suite, cgroups_named, cmd, describe, ensure, ensure_eq, left_nothing,
-    read_until, rootfs_copy, run_for, scratch, spawn_group, stderr, stdout, toolkit_first,
+    Failed, Requirement::*, Suite, cgroups_named, cmd, container, describe, ensure, ensure_eq,
+    left_nothing, mini_run, no_network, read_until, rootfs_copy, run_for, scratch, spawn_group,
+    stderr, stdout, toolkit_first,
 };
 
 const NEEDS: &[support::Requirement] = &[Root, Busybox, Overlayfs];
@@ -191,39 +192,6 @@ fn main() {
         bad_spec_file,
     );
     suite.run()
-}
-
-/// `mini-run run ARGS…`, given a minute (the first run builds the rootfs).
-/// On the machine's own network stack, which tests must leave alone, a
-/// container gets `--network none` unless the test says otherwise; the
-/// bridge tests run in a sandbox of their own.
-fn mini_run(args: &[&str]) -> Result<Output, Failed> {
-    run_for(
-        cmd("mini-run").arg("run").args(no_network(args)).args(args),
-        60,
-    )
-}
-
-fn no_network(args: &[&str]) -> &'static [&'static str] {
-    if args.contains(&"--network") {
-        &[]
-    } else {
-        &["--network", "none"]
-    }
-}
-
-/// Runs `script` in a default container after `args`; the container
-/// prints its hostname first, and the test fails if it left anything.
-fn container(args: &[&str], script: &str) -> Result<(Output, Vec<String>), Failed> {
-    let script = format!("hostname; {script}");
-    let mut all: Vec<&str> = args.to_vec();
-    all.extend(["--", "sh", "-c", &script]);
-    let out = mini_run(&all)?;
-    let lines: Vec<String> = stdout(&out).lines().map(String::from).collect();
-    if let Some(id) = lines.first() {
-        left_nothing(id)?;
-    }
-    Ok((out, lines.into_iter().skip(1).collect()))
 }
 
 fn pid_1() -> Result<(), Failed> {

@@ -367,6 +367,39 @@ pub fn left_nothing(id: &str) -> Result<(), Failed> {
     )
 }
 
+/// `mini-run run ARGS…`, given a minute (the first run builds the rootfs).
+/// On the machine's own network stack, which tests must leave alone, a
+/// container gets `--network none` unless the test says otherwise; the
+/// bridge tests run in a sandbox of their own.
+pub fn mini_run(args: &[&str]) -> Result<Output, Failed> {
+    run_for(
+        cmd("mini-run").arg("run").args(no_network(args)).args(args),
+        60,
+    )
+}
+
+pub fn no_network(args: &[&str]) -> &'static [&'static str] {
+    if args.contains(&"--network") {
+        &[]
+    } else {
+        &["--network", "none"]
+    }
+}
+
+/// Runs `script` in a default container after `args`; the container
+/// prints its hostname first, and the test fails if it left anything.
+pub fn container(args: &[&str], script: &str) -> Result<(Output, Vec<String>), Failed> {
+    let script = format!("hostname; {script}");
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--", "sh", "-c", &script]);
+    let out = mini_run(&all)?;
+    let lines: Vec<String> = stdout(&out).lines().map(String::from).collect();
+    if let Some(id) = lines.first() {
+        left_nothing(id)?;
+    }
+    Ok((out, lines.into_iter().skip(1).collect()))
+}
+
 /// A copy of the default busybox rootfs at `dir/rootfs`, to plant things
 /// in; a container is run first, which builds the rootfs if need be.
 pub fn rootfs_copy(dir: &Path) -> Result<PathBuf, Failed> {
