@@ -321,11 +321,18 @@ impl Executor<'_> {
             | Op::MakeCgroup { dir, .. } => dir,
             _ => return Ok(()),
         };
+        // Every parent above it, and its own directory when the failed
+        // step writes into it (handing controllers down to it): that
+        // parent may be the one that vanished.
+        let remade_itself = matches!(op, Op::EnableControllers { .. });
         for step in before {
             match &step.op {
-                Op::MakeParent { dir, .. } | Op::EnableControllers { dir, .. }
-                    if target.starts_with(dir) && target != dir =>
+                Op::MakeParent { dir, .. }
+                    if target.starts_with(dir) && (target != dir || remade_itself) =>
                 {
+                    self.execute(step)?;
+                }
+                Op::EnableControllers { dir, .. } if target.starts_with(dir) && target != dir => {
                     self.execute(step)?;
                 }
                 _ => {}
