@@ -453,8 +453,15 @@ impl Executor<'_> {
                         // as runc --no-pivot does. Weaker: the old root
                         // stays beneath, so say so.
                         self.narrator.note(
-                            "pivot_root refuses an initramfs root: moving the rootfs over / and chrooting instead (runc --no-pivot); a chroot is weaker",
+                            "pivot_root refuses an initramfs root: moving the rootfs over / and chrooting instead (runc --no-pivot); a chroot is weaker, so the host's other mounts are detached first",
                         );
+                        // What stays beneath must hold nothing the
+                        // container could use: a host /proc left in the
+                        // namespace would let root, in a user namespace
+                        // of its own, mount a fresh proc with a writable
+                        // /proc/sys (the kernel allows it while a fully
+                        // visible proc is mounted somewhere).
+                        detach_all_but(root);
                         mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
                             .map_err(sys)?;
                         nix::unistd::chroot(".").map_err(sys)?;
@@ -893,6 +900,52 @@ fn let_owner_in(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Detaches every mount of this mount namespace but `/`, `root`, what is
+/// beneath `root` and the directories above it, the deepest first.
+fn detach_all_but(root: &Path) {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<PathBuf> = mountinfo
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|point| PathBuf::from(unescape_mount_point(point)))
+        .filter(|point| {
+            point != Path::new("/") && !point.starts_with(root) && !root.starts_with(point)
+        })
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    points.dedup();
+    for point in points {
+        // One above may have taken it already: EINVAL then.
+        let _ = umount2(&point, MntFlags::MNT_DETACH);
+    }
+}
+
+/// A mount point as /proc/self/mountinfo writes it: space, tab, newline
+/// and backslash as octal escapes (`\040`).
+fn unescape_mount_point(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes.get(i + 1..i + 4).and_then(|d| {
+            std::str::from_utf8(d)
+                .ok()
+                .and_then(|d| u8::from_str_radix(d, 8).ok())
+        });
+        match (bytes[i], octal) {
+            (b'\\', Some(byte)) => {
+                out.push(byte);
+                i += 4;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Whether this mount namespace's root is the kernel's initial ramfs,
 /// which `pivot_root(2)` cannot leave: `/` is a `rootfs` mount there.
 fn root_is_initramfs() -> bool {
@@ -1049,4 +1102,14 @@ fn close_without_unlocking(lock: Flock<File>) {
     let fd = lock.as_raw_fd();
     std::mem::forget(lock);
     let _ = nix::unistd::close(fd);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn mount_points_are_unescaped_as_mountinfo_escapes_them() {
+        assert_eq!(super::unescape_mount_point("/a\\040b/c"), "/a b/c");
+        assert_eq!(super::unescape_mount_point("/plain"), "/plain");
+        assert_eq!(super::unescape_mount_point("/tail\\"), "/tail\\");
+    }
 }
