@@ -328,32 +328,10 @@ fn v1_mount(line: &str) -> Option<(String, PathBuf, Vec<Controller>)> {
         return None;
     }
     Some((
-        unescape(left.get(3)?),
-        PathBuf::from(unescape(left.get(4)?)),
+        steps::mountinfo::unescape(left.get(3)?),
+        PathBuf::from(steps::mountinfo::unescape(left.get(4)?)),
         controllers,
     ))
-}
-
-/// mountinfo writes space, tab, newline and backslash as octal escapes.
-fn unescape(field: &str) -> String {
-    let mut out = String::new();
-    let mut rest = field;
-    while let Some(pos) = rest.find('\\') {
-        out.push_str(&rest[..pos]);
-        let code = rest.get(pos + 1..pos + 4);
-        match code.and_then(|c| u8::from_str_radix(c, 8).ok()) {
-            Some(byte) => {
-                out.push(byte as char);
-                rest = &rest[pos + 4..];
-            }
-            None => {
-                out.push('\\');
-                rest = &rest[pos + 1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
 }
 
 /// The caller's cgroup in the v1 hierarchy that has `controller`.
@@ -666,7 +644,7 @@ mod tests {
 
     #[test]
     fn mountinfo_escapes() {
-        assert_eq!(unescape("/a\\040b"), "/a b");
-        assert_eq!(unescape("/plain"), "/plain");
+        assert_eq!(steps::mountinfo::unescape("/a\\040b"), "/a b");
+        assert_eq!(steps::mountinfo::unescape("/plain"), "/plain");
     }
 }

@@ -362,8 +362,8 @@ impl Mount {
         Some(Self {
             id: fields.first()?.parse().ok()?,
             parent: fields.get(1)?.parse().ok()?,
-            root: unescape(fields.get(3)?),
-            point: PathBuf::from(unescape(fields.get(4)?)),
+            root: steps::mountinfo::unescape(fields.get(3)?),
+            point: PathBuf::from(steps::mountinfo::unescape(fields.get(4)?)),
             fstype: fields.get(separator + 1)?.to_string(),
         })
     }
@@ -378,30 +378,6 @@ impl Mount {
         let kind = NAMESPACE_KINDS.iter().find(|k| **k == kind)?;
         Some((kind, inode))
     }
-}
-
-/// mountinfo writes space, tab, newline and backslash as `\040` and such.
-fn unescape(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes.get(i + 1..i + 4).and_then(|digits| {
-            let text = std::str::from_utf8(digits).ok()?;
-            u8::from_str_radix(text, 8).ok()
-        });
-        match (bytes[i], octal) {
-            (b'\\', Some(byte)) => {
-                out.push(byte);
-                i += 4;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn read_mountinfo(path: &str) -> io::Result<Vec<Mount>> {

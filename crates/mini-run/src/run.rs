@@ -907,7 +907,7 @@ fn detach_all_but(root: &Path) {
     let mut points: Vec<PathBuf> = mountinfo
         .lines()
         .filter_map(|line| line.split(' ').nth(4))
-        .map(|point| PathBuf::from(unescape_mount_point(point)))
+        .map(|point| PathBuf::from(steps::mountinfo::unescape(point)))
         .filter(|point| {
             point != Path::new("/") && !point.starts_with(root) && !root.starts_with(point)
         })
@@ -918,32 +918,6 @@ fn detach_all_but(root: &Path) {
         // One above may have taken it already: EINVAL then.
         let _ = umount2(&point, MntFlags::MNT_DETACH);
     }
-}
-
-/// A mount point as /proc/self/mountinfo writes it: space, tab, newline
-/// and backslash as octal escapes (`\040`).
-fn unescape_mount_point(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes.get(i + 1..i + 4).and_then(|d| {
-            std::str::from_utf8(d)
-                .ok()
-                .and_then(|d| u8::from_str_radix(d, 8).ok())
-        });
-        match (bytes[i], octal) {
-            (b'\\', Some(byte)) => {
-                out.push(byte);
-                i += 4;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Whether this mount namespace's root is the kernel's initial ramfs,
@@ -1102,14 +1076,4 @@ fn close_without_unlocking(lock: Flock<File>) {
     let fd = lock.as_raw_fd();
     std::mem::forget(lock);
     let _ = nix::unistd::close(fd);
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn mount_points_are_unescaped_as_mountinfo_escapes_them() {
-        assert_eq!(super::unescape_mount_point("/a\\040b/c"), "/a b/c");
-        assert_eq!(super::unescape_mount_point("/plain"), "/plain");
-        assert_eq!(super::unescape_mount_point("/tail\\"), "/tail\\");
-    }
 }

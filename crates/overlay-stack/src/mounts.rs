@@ -38,35 +38,10 @@ impl OverlayMount {
     }
 }
 
-/// Undoes mountinfo's octal escapes (`\040` for a space, `\134` for `\`).
-fn unescape(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\'
-            && i + 3 < bytes.len()
-            && bytes[i + 1..i + 4]
-                .iter()
-                .all(|b| (b'0'..=b'7').contains(b))
-        {
-            let value = bytes[i + 1..i + 4]
-                .iter()
-                .fold(0u32, |acc, b| acc * 8 + u32::from(b - b'0'));
-            out.push(value as u8);
-            i += 4;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// Parses one line of mountinfo; `None` unless it is an overlay.
 fn parse_line(line: &str) -> Option<OverlayMount> {
     let (head, tail) = line.split_once(" - ")?;
-    let target = unescape(head.split(' ').nth(4)?);
+    let target = steps::mountinfo::unescape(head.split(' ').nth(4)?);
     let mut tail = tail.split(' ');
     if tail.next()? != "overlay" {
         return None;
@@ -80,7 +55,7 @@ fn parse_line(line: &str) -> Option<OverlayMount> {
         work: None,
     };
     for option in options.split(',') {
-        let option = unescape(option);
+        let option = steps::mountinfo::unescape(option);
         if let Some(list) = option.strip_prefix("lowerdir=") {
             mount
                 .lowers
@@ -117,7 +92,7 @@ fn mount_points() -> Vec<PathBuf> {
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     text.lines()
         .filter_map(|line| line.split(' ').nth(4))
-        .map(|t| PathBuf::from(unescape(t)))
+        .map(|t| PathBuf::from(steps::mountinfo::unescape(t)))
         .collect()
 }
 

@@ -17,6 +17,7 @@ pub mod error;
 pub mod fault;
 pub mod kernel;
 pub mod lock;
+pub mod mountinfo;
 pub mod narrate;
 pub mod process;
 pub mod sys;
