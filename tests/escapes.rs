@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use support::{
     Failed, Requirement::*, cmd, container, describe, ensure, ensure_eq, left_nothing, read_until,
-    run_for, scratch, spawn_group, stdout, toolkit_first,
+    run_for, scratch, spawn_group, stdout,
 };
 
 const NEEDS: &[support::Requirement] = &[Root, Busybox, Overlayfs];
@@ -1018,20 +1018,7 @@ fn beyond_the_bridge(payload: &Path) -> Result<(), Failed> {
         cat <&4"#,
         root = root.display()
     );
-    let out = run_for(
-        Command::new("unshare")
-            .args([
-                "--net",
-                "--mount",
-                "--propagation",
-                "private",
-                "sh",
-                "-c",
-                &script,
-            ])
-            .env("PATH", toolkit_first()),
-        60,
-    )?;
+    let out = support::in_own_network(&script)?;
     ensure(out.status.success(), describe(&out))?;
     let lines: Vec<String> = stdout(&out).lines().map(String::from).collect();
     left_nothing(lines.first().ok_or(describe(&out))?)?;

@@ -1493,20 +1493,7 @@ fn default_bridge() -> Result<(), Failed> {
         echo "leases $(ls /run/underhood/net/underhood0 | wc -l)" &&
         echo "containers $(ls /run/underhood/containers 2>/dev/null | wc -l)" &&
         nft list ruleset | grep -c masquerade"#;
-    let out = run_for(
-        std::process::Command::new("/usr/bin/unshare")
-            .args([
-                "--net",
-                "--mount",
-                "--propagation",
-                "private",
-                "sh",
-                "-c",
-                script,
-            ])
-            .env("PATH", toolkit_first()),
-        60,
-    )?;
+    let out = support::in_own_network(script)?;
     ensure(out.status.success(), describe(&out))?;
     let lines: Vec<String> = stdout(&out).lines().map(String::from).collect();
     left_nothing(lines.first().ok_or(describe(&out))?)?;

@@ -320,6 +320,20 @@ pub fn toolkit_first() -> String {
     )
 }
 
+/// Runs a shell script in a network and mount namespace of its own (mounts
+/// private), with the toolkit first on `$PATH`, given a minute: a "host"
+/// of the test's, whose links, routes, firewall and (after a tmpfs over
+/// /run) runtime state go with it.
+pub fn in_own_network(script: &str) -> Result<Output, Failed> {
+    run_for(
+        Command::new("unshare")
+            .args(["--net", "--mount", "--propagation", "private"])
+            .args(["sh", "-c", script])
+            .env("PATH", toolkit_first()),
+        60,
+    )
+}
+
 /// The cgroup directories named `name`, in any hierarchy.
 pub fn cgroups_named(name: &str) -> Vec<PathBuf> {
     fn walk(dir: &Path, name: &str, depth: usize, found: &mut Vec<PathBuf>) {
