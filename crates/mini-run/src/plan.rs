@@ -735,10 +735,10 @@ pub fn run_plan(
     if let Some(map) = container.userns {
         push(Parent, Op::MapIds(map));
     }
-    let layers = stack(container, &dirs, default_rootfs).map(|stack| stack.lowers);
+    let root_stack = stack(container, &dirs, default_rootfs);
     if remapped.is_some() {
-        let sources = match (&layers, &container.root) {
-            (Some(lowers), _) => lowers.clone(),
+        let sources = match (&root_stack, &container.root) {
+            (Some(stack), _) => stack.lowers.clone(),
             (None, Root::Dir(dir)) => vec![dir.clone()],
             (None, _) => unreachable!("only --rootfs has no stack"),
         };
@@ -791,7 +791,7 @@ pub fn run_plan(
     push(Child, Op::SetHostname(hostname));
     push(Child, Op::MakePrivate);
     let rootfs = dirs.rootfs();
-    match (stack(container, &dirs, default_rootfs), &container.root) {
+    match (root_stack, &container.root) {
         (Some(mut stack), _) => {
             if remapped.is_some() {
                 let targets: Vec<PathBuf> =
