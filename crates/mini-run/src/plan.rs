@@ -293,7 +293,7 @@ impl Step for Op {
                 }
             ),
             Op::AttachLayers { targets, .. } => format!(
-                "recvmsg(layers socket); move_mount(fd, \"\", AT_FDCWD, {}, MOVE_MOUNT_F_EMPTY_PATH) for each of {}",
+                "recvmsg(layers socket); move_mount(fd, \"\", open({}, O_PATH), \"\", MOVE_MOUNT_F_EMPTY_PATH|MOVE_MOUNT_T_EMPTY_PATH) for each of {}",
                 targets.first().map(|t| quoted(t)).unwrap_or_default(),
                 targets.len()
             ),
@@ -335,7 +335,7 @@ impl Step for Op {
             Op::Bind(b) => {
                 let mut call = if b.idmapped {
                     format!(
-                        "move_mount(the idmapped copy of {}, \"\", AT_FDCWD, \"$ROOTFS{}\", MOVE_MOUNT_F_EMPTY_PATH)",
+                        "move_mount(the idmapped copy of {}, \"\", open(\"$ROOTFS{}\", O_PATH), \"\", MOVE_MOUNT_F_EMPTY_PATH|MOVE_MOUNT_T_EMPTY_PATH)",
                         quoted(&b.source),
                         b.target.display()
                     )

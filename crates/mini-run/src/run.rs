@@ -235,10 +235,21 @@ impl Executor<'_> {
                 // it finds the second one done, and would drop a volume.
                 for (target, fd) in targets.iter().zip(fds.by_ref()) {
                     std::fs::create_dir_all(target).map_err(|e| Error::io(call(), &e))?;
-                    steps::sys::move_mount_to(fd.as_fd(), target).map_err(|e| {
+                    let attach = || -> Result<(), Errno> {
+                        let onto = nix::fcntl::open(
+                            target.as_path(),
+                            OFlag::O_PATH
+                                | OFlag::O_DIRECTORY
+                                | OFlag::O_NOFOLLOW
+                                | OFlag::O_CLOEXEC,
+                            nix::sys::stat::Mode::empty(),
+                        )?;
+                        steps::sys::move_mount_onto(fd.as_fd(), onto.as_fd())
+                    };
+                    attach().map_err(|e| {
                         Error::sys(
                             format!(
-                                "move_mount(fd, \"\", AT_FDCWD, \"{}\", MOVE_MOUNT_F_EMPTY_PATH)",
+                                "move_mount(fd, \"\", open(\"{}\", O_PATH), \"\", MOVE_MOUNT_F_EMPTY_PATH|MOVE_MOUNT_T_EMPTY_PATH)",
                                 target.display()
                             ),
                             e,

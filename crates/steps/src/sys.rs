@@ -185,7 +185,7 @@ pub fn own_passed_fd(fd: std::os::fd::RawFd) -> std::os::fd::OwnedFd {
 
 /// A detached copy of the mount at `path` (not the mounts beneath it):
 /// `open_tree(AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC)`
-/// (Linux 5.2). It is attached nowhere until [`move_mount_to`], and goes
+/// (Linux 5.2). It is attached nowhere until [`move_mount_onto`], and goes
 /// when its last descriptor closes. See
 /// [open_tree(2)](https://man7.org/linux/man-pages/man2/open_tree.2.html).
 pub fn open_tree_clone(path: &std::path::Path) -> Result<std::os::fd::OwnedFd, Errno> {
@@ -235,29 +235,6 @@ pub fn idmap_mount(
             libc::AT_EMPTY_PATH as libc::c_uint,
             &attr as *const libc::mount_attr,
             std::mem::size_of::<libc::mount_attr>(),
-        )
-    };
-    Errno::result(ret).map(drop)
-}
-
-/// Attaches the detached mount `fd` at `target`:
-/// `move_mount(fd, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH)`
-/// (Linux 5.2). See
-/// [move_mount(2)](https://man7.org/linux/man-pages/man2/move_mount.2.html).
-pub fn move_mount_to(fd: std::os::fd::BorrowedFd, target: &std::path::Path) -> Result<(), Errno> {
-    use std::os::fd::AsRawFd;
-    let target =
-        std::ffi::CString::new(target.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
-    // SAFETY: the kernel reads the two NUL-terminated strings, which live
-    // across the call.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            fd.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_FDCWD,
-            target.as_ptr(),
-            libc::MOVE_MOUNT_F_EMPTY_PATH,
         )
     };
     Errno::result(ret).map(drop)
