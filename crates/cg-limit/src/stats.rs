@@ -163,22 +163,42 @@ pub fn run(fs: &dyn CgroupFs, wanted: &[Name], stream: bool, p: Palette) -> Resu
             )));
         }
     }
-    let names = |existing: Vec<Name>| -> Vec<Name> {
-        if wanted.is_empty() {
-            existing
-        } else {
-            existing
-                .into_iter()
-                .filter(|n| wanted.contains(n))
-                .collect()
-        }
+    let cgroups = || -> Vec<(Name, String)> {
+        fs.layout()
+            .existing()
+            .into_iter()
+            .filter(|n| wanted.is_empty() || wanted.contains(n))
+            .map(|n| (n.clone(), n.to_string()))
+            .collect()
     };
+    watch(fs, &cgroups, stream, p)
+}
+
+/// The table for the cgroups `cgroups` gives, each with the label to show
+/// for it (asked again at each refresh: groups come and go), once or
+/// every second until Ctrl-C. `mini-run stats` shows containers this way.
+pub fn watch(
+    fs: &dyn CgroupFs,
+    cgroups: &dyn Fn() -> Vec<(Name, String)>,
+    stream: bool,
+    p: Palette,
+) -> Result<u8, Error> {
     let terminal = std::io::stdout().is_terminal();
-    let mut before = read(fs, &names(existing));
+    let mut labelled = cgroups();
+    let names = |labelled: &[(Name, String)]| -> Vec<Name> {
+        labelled.iter().map(|(n, _)| n.clone()).collect()
+    };
+    let mut before = read(fs, &names(&labelled));
     loop {
         std::thread::sleep(INTERVAL);
-        let after = read(fs, &names(fs.layout().existing()));
-        let text = table(&rows(&before, &after), p);
+        let after = read(fs, &names(&labelled));
+        let mut rows = rows(&before, &after);
+        for row in &mut rows {
+            if let Some((_, label)) = labelled.iter().find(|(n, _)| n.as_str() == row.name) {
+                row.name = label.clone();
+            }
+        }
+        let text = table(&rows, p);
         let mut out = std::io::stdout().lock();
         let written = if !stream {
             out.write_all(text.as_bytes())
@@ -191,7 +211,18 @@ pub fn run(fs: &dyn CgroupFs, wanted: &[Name], stream: bool, p: Palette) -> Resu
         if written.and_then(|()| out.flush()).is_err() || !stream {
             return Ok(0);
         }
-        before = after;
+        // The last reading is the next one's start; a newcomer's starts now.
+        let next = cgroups();
+        let newcomers: Vec<Name> = names(&next)
+            .into_iter()
+            .filter(|n| !after.iter().any(|a| &a.name == n))
+            .collect();
+        before = after
+            .into_iter()
+            .filter(|a| next.iter().any(|(n, _)| n == &a.name))
+            .chain(read(fs, &newcomers))
+            .collect();
+        labelled = next;
     }
 }
 

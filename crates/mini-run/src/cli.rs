@@ -30,8 +30,75 @@ pub enum Command {
     /// Run a command in a new container, like docker run
     #[command(after_help = crate::spec::HELP)]
     Run(Box<RunArgs>),
-    /// Remove what containers whose mini-run was killed left behind: their
-    /// cgroups and state directories (a running container is left be)
+    /// List the containers: running ones, or every one kept with -a
+    #[command(alias = "list")]
+    Ps {
+        /// Show every container, also the ones that have exited
+        #[arg(short = 'a', long = "all")]
+        all: bool,
+        /// Only the ids
+        #[arg(short = 'q', long = "quiet")]
+        quiet: bool,
+    },
+    /// Run a command in a running container: its namespaces, its cgroup,
+    /// its capabilities (like docker exec)
+    Exec(ExecArgs),
+    /// Show what a container's command wrote (run -d keeps it in a log)
+    Logs {
+        /// Keep showing what it writes, until it exits
+        #[arg(short = 'f', long = "follow")]
+        follow: bool,
+        #[arg(value_name = "CONTAINER")]
+        container: String,
+    },
+    /// Stop running containers: SIGTERM, then SIGKILL after the timeout
+    Stop {
+        /// Seconds to wait after SIGTERM before SIGKILL
+        #[arg(short = 't', long = "time", value_name = "SECS", default_value_t = 10)]
+        time: u64,
+        #[arg(value_name = "CONTAINER", required = true)]
+        containers: Vec<String>,
+    },
+    /// Send a signal to running containers' first process (default SIGKILL)
+    Kill {
+        /// The signal, by name (TERM, SIGTERM) or number
+        #[arg(
+            short = 's',
+            long = "signal",
+            value_name = "SIGNAL",
+            default_value = "KILL"
+        )]
+        signal: String,
+        #[arg(value_name = "CONTAINER", required = true)]
+        containers: Vec<String>,
+    },
+    /// Remove containers and their state: their upper layer and log; a
+    /// running one is refused (exit 1) unless -f, which kills it first
+    #[command(alias = "remove")]
+    Rm {
+        /// Kill a running container first (SIGKILL)
+        #[arg(short = 'f', long = "force")]
+        force: bool,
+        #[arg(value_name = "CONTAINER", required = true)]
+        containers: Vec<String>,
+    },
+    /// Everything about containers as JSON: pid, namespaces, cgroup and
+    /// limits, layers, mounts, address and ports
+    Inspect {
+        #[arg(value_name = "CONTAINER", required = true)]
+        containers: Vec<String>,
+    },
+    /// Live CPU, memory, pids and I/O per running container (like docker stats)
+    Stats {
+        /// Show one reading and stop
+        #[arg(long = "no-stream")]
+        no_stream: bool,
+        #[arg(value_name = "CONTAINER")]
+        containers: Vec<String>,
+    },
+    /// Give back what containers whose mini-run was killed left behind:
+    /// their cgroups, addresses and ports; their state goes too if they
+    /// ran with --rm or never started (a running container is left be)
     Cleanup,
     /// Named volumes (-v NAME:/path), kept under /var/lib/underhood/volumes
     /// (rootless: ~/.local/share/underhood/volumes)
@@ -137,10 +204,20 @@ pub struct RunArgs {
     #[arg(long = "init")]
     pub init: bool,
 
-    /// Remove the container when it exits (mini-run always does for now:
-    /// there is no ps or rm to find it afterwards)
+    /// Remove the container when it exits; without it, it is kept, for
+    /// mini-run ps -a, logs and inspect, until mini-run rm
     #[arg(long = "rm")]
     pub remove: bool,
+
+    /// Run in the background: print the container's id once its command
+    /// runs; its output goes to a log (mini-run logs)
+    #[arg(short = 'd', long = "detach", conflicts_with = "tty")]
+    pub detach: bool,
+
+    /// A name for the container, unique among this user's containers; the
+    /// other commands take it in place of the id
+    #[arg(long = "name", value_name = "NAME")]
+    pub name: Option<String>,
 
     /// An image imported with overlay-stack import (a directory holding
     /// image.json); none: the default busybox rootfs
@@ -149,6 +226,41 @@ pub struct RunArgs {
 
     /// The command and its arguments (default: the image's, or sh)
     #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct ExecArgs {
+    /// Give the command a terminal of its own, from the container's devpts
+    #[arg(short = 't', long = "tty")]
+    pub tty: bool,
+
+    /// Keep stdin attached (always so; -i is taken so that -it reads as in Docker)
+    #[arg(short = 'i', long = "interactive")]
+    pub interactive: bool,
+
+    /// Set an environment variable, over the container's (NAME=VALUE)
+    #[arg(short = 'e', long = "env", value_name = "NAME=VALUE")]
+    pub env: Vec<String>,
+
+    /// Run as this user and group, by number (default: the container's)
+    #[arg(short = 'u', long = "user", value_name = "UID[:GID]")]
+    pub user: Option<String>,
+
+    /// The directory the command starts in (default: the container's)
+    #[arg(short = 'w', long = "workdir", value_name = "DIR")]
+    pub workdir: Option<String>,
+
+    #[arg(value_name = "CONTAINER")]
+    pub container: String,
+
+    /// The command and its arguments
+    #[arg(
+        value_name = "CMD",
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
     pub command: Vec<String>,
 }
 

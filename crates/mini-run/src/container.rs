@@ -107,6 +107,13 @@ pub struct Container {
     pub tty: bool,
     /// Rootless: a user namespace, its root standing for these host ids.
     pub userns: Option<crate::rootless::IdMap>,
+    /// `--name`.
+    pub name: Option<String>,
+    /// `--rm`: its state goes when the command ends, instead of being kept
+    /// for `ps -a`, `logs` and `inspect` until `mini-run rm`.
+    pub remove: bool,
+    /// `-d`: in the background, its output to a log.
+    pub detach: bool,
 }
 
 impl Container {
@@ -151,6 +158,14 @@ impl Container {
         };
         let user = args.user.as_deref().map(parse_user).transpose()?;
         let hostname = args.hostname.as_deref().map(hostname).transpose()?;
+        if let Some(name) = &args.name {
+            crate::record::check_name(name).map_err(Error::usage)?;
+        }
+        if args.detach && args.tty {
+            return Err(Error::usage(
+                "-d with -t: mini-run cannot attach to a container later; run -d without -t, then mini-run exec -it ID sh",
+            ));
+        }
         Ok(Self {
             root,
             command,
@@ -169,6 +184,9 @@ impl Container {
             init: args.init,
             tty: args.tty,
             userns: None,
+            name: args.name.clone(),
+            remove: args.remove,
+            detach: args.detach,
         })
     }
 }
@@ -286,7 +304,7 @@ fn inside_path(flag: &str, text: &str) -> Result<PathBuf, Error> {
     Ok(path.to_path_buf())
 }
 
-fn parse_user(text: &str) -> Result<User, Error> {
+pub(crate) fn parse_user(text: &str) -> Result<User, Error> {
     let number = |part: &str| part.parse::<u32>().ok().filter(|n| *n != u32::MAX);
     let (uid, gid) = match text.split_once(':') {
         Some((u, g)) => (number(u), number(g)),

@@ -32,11 +32,14 @@
 pub mod by_hand;
 pub mod cli;
 pub mod container;
+pub mod exec;
 pub mod init;
 pub mod inroot;
+pub mod lifecycle;
 pub mod network;
 pub mod passfd;
 pub mod plan;
+pub mod record;
 pub mod rootless;
 pub mod run;
 pub mod security;

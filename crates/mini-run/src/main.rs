@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use mini_run::cli::{Cli, Command, RunArgs, VolumeCommand};
+use mini_run::cli::{Cli, Command, ExecArgs, RunArgs, VolumeCommand};
 use mini_run::container::{Container, Root};
 use mini_run::state::Id;
 use mini_run::{plan, rootless, run};
@@ -28,6 +28,72 @@ fn main() -> ExitCode {
             }
             Err(error) => ExitCode::from(narrator.report(&error)),
         },
+        Command::Ps { all, quiet } => {
+            use std::io::Write;
+            let text = mini_run::lifecycle::ps(*all, *quiet, narrator.palette());
+            let _ = std::io::stdout().lock().write_all(text.as_bytes());
+            ExitCode::SUCCESS
+        }
+        Command::Exec(args) => match exec(args, &narrator) {
+            Ok(code) => code,
+            // As with run: mini-run's own failures are 125, so that every
+            // other status is the command's.
+            Err(error) => {
+                let code = narrator.report(&error);
+                ExitCode::from(match code {
+                    126 | 127 => code,
+                    _ => steps::exit::SETUP,
+                })
+            }
+        },
+        Command::Logs { follow, container } => {
+            match mini_run::record::find(container)
+                .and_then(|found| mini_run::lifecycle::logs(&found, *follow))
+            {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => ExitCode::from(narrator.report(&error)),
+            }
+        }
+        Command::Stop { time, containers } => each(containers, &narrator, |found| {
+            mini_run::lifecycle::stop(found, std::time::Duration::from_secs(*time), &narrator)
+        }),
+        Command::Kill { signal, containers } => match mini_run::lifecycle::parse_signal(signal) {
+            Ok(signal) => each(containers, &narrator, |found| {
+                mini_run::lifecycle::kill(found, signal)
+            }),
+            Err(error) => ExitCode::from(narrator.report(&error)),
+        },
+        Command::Rm { force, containers } => match cgroup_fs() {
+            Ok(fs) => each(containers, &narrator, |found| {
+                mini_run::lifecycle::rm(found, *force, fs.as_deref(), &narrator)
+            }),
+            Err(error) => ExitCode::from(narrator.report(&error)),
+        },
+        Command::Inspect { containers } => {
+            let mut all = Vec::new();
+            let mut code = 0;
+            for wanted in containers {
+                match mini_run::record::find(wanted) {
+                    Ok(found) => all.push(mini_run::lifecycle::inspect(&found)),
+                    Err(error) => {
+                        let c = narrator.report(&error);
+                        if code == 0 {
+                            code = c;
+                        }
+                    }
+                }
+            }
+            let text = serde_json::to_string_pretty(&all).unwrap_or_default();
+            println!("{text}");
+            ExitCode::from(code)
+        }
+        Command::Stats {
+            no_stream,
+            containers,
+        } => match stats(containers, !*no_stream, &narrator) {
+            Ok(code) => ExitCode::from(code),
+            Err(error) => ExitCode::from(narrator.report(&error)),
+        },
         Command::Volume(command) => match volume(command) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => ExitCode::from(narrator.report(&error)),
@@ -46,6 +112,59 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// Does `what` to each container named, saying each one's name as it is
+/// done, as docker does; exits with the first failure's code.
+fn each(
+    containers: &[String],
+    narrator: &Narrator,
+    mut what: impl FnMut(&mini_run::record::Found) -> Result<(), Error>,
+) -> ExitCode {
+    use std::io::Write;
+    let mut code = 0;
+    for wanted in containers {
+        match mini_run::record::find(wanted).and_then(|found| what(&found)) {
+            Ok(()) => {
+                let _ = writeln!(std::io::stdout().lock(), "{wanted}");
+            }
+            Err(error) => {
+                let c = narrator.report(&error);
+                if code == 0 {
+                    code = c;
+                }
+            }
+        }
+    }
+    ExitCode::from(code)
+}
+
+fn exec(args: &ExecArgs, narrator: &Narrator) -> Result<ExitCode, Error> {
+    let found = mini_run::record::find(&args.container)?;
+    let plan = mini_run::exec::exec_plan(&found, args)?;
+    if narrator.is_dry_run() {
+        let _ = narrator.print_plan(&plan, &mut std::io::stdout().lock());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let exit = mini_run::exec::run(&plan, narrator)?;
+    Ok(ExitCode::from(exit.shell_status()))
+}
+
+fn stats(containers: &[String], stream: bool, narrator: &Narrator) -> Result<u8, Error> {
+    let Some(fs) = cgroup_fs()? else {
+        return Err(Error::setup(
+            "stats reads the containers' cgroups, and this user has none delegated: containers run without one",
+        ));
+    };
+    let mut wanted = Vec::new();
+    for name in containers {
+        let found = mini_run::record::find(name)?;
+        if !matches!(found.status, mini_run::record::Status::Running(_)) {
+            return Err(mini_run::lifecycle::not_running_error(&found));
+        }
+        wanted.push(found);
+    }
+    mini_run::lifecycle::stats(&*fs, &wanted, stream, narrator.palette())
 }
 
 fn volume(command: &VolumeCommand) -> Result<(), Error> {

@@ -24,6 +24,7 @@ use steps::{Chapter, Error, Plan, Side, Sided, Step, chapter};
 
 use crate::container::{Container, DEFAULT_BRIDGE, Network, Port, Root, Source};
 use crate::inroot::Make;
+use crate::record;
 use crate::rootless::IdMap;
 use crate::security;
 use crate::state::{self, Dirs, Id};
@@ -57,9 +58,14 @@ pub struct Bind {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
-    /// Make the container's state directory and hold a lock on it.
+    /// `-d`: fork; the copy goes on in a session of its own, as the
+    /// container's supervisor, and the first waits until the command runs.
+    Detach,
+    /// Make the container's state directory and hold a lock on it; with
+    /// `--name`, check that no other container has the name, and keep it.
     MakeState {
         dir: PathBuf,
+        name: Option<String>,
     },
     WriteFile {
         path: PathBuf,
@@ -115,10 +121,22 @@ pub enum Op {
     },
     /// Parent: tell the child to go on.
     Release,
+    /// Parent: the command runs (the child's report pipe closed on
+    /// exec): its pid, namespaces and address recorded; with `-d`, the
+    /// waiting `run` is told, and this supervisor lets go of the terminal.
+    Started {
+        dir: PathBuf,
+        detached: bool,
+    },
     /// Parent: wait for the command, passing signals on; with `-t`,
     /// relaying between the host's terminal and the container's.
     Wait {
         tty: bool,
+    },
+    /// Parent, without `--rm`: how the command ended, kept with the
+    /// container's state for `ps -a` and `inspect`.
+    RecordExit {
+        dir: PathBuf,
     },
     RemoveCgroup {
         name: cg_limit::Name,
@@ -128,6 +146,11 @@ pub enum Op {
     },
     /// Child: wait until the parent has set things up from outside.
     AwaitParent,
+    /// Child, `-d`: stdout and stderr to the container's log, stdin from
+    /// /dev/null.
+    Output {
+        log: PathBuf,
+    },
     /// Child, in a user namespace: take the ids 0 of it, so that the host
     /// ids the map gives root are this process's own. `groups`: drop the
     /// supplementary groups too (not possible once setgroups is denied).
@@ -251,7 +274,12 @@ pub fn overlay_command(stack: &Stack) -> String {
 impl Step for Op {
     fn call(&self) -> String {
         match self {
-            Op::MakeState { dir } => format!("mkdir({}, 0700); flock(LOCK_EX)", quoted(dir)),
+            Op::Detach => "fork(); setsid() in the child, which goes on; the parent waits for the id".into(),
+            Op::MakeState { dir, name: None } => format!("mkdir({}, 0700); flock(LOCK_EX)", quoted(dir)),
+            Op::MakeState { dir, name: Some(name) } => format!(
+                "flock(containers, LOCK_EX); no other */name holds \"{name}\"; mkdir({}, 0700); flock(LOCK_EX); write name",
+                quoted(dir)
+            ),
             Op::WriteFile { path, content, .. } => {
                 let first = content.lines().next().unwrap_or("");
                 let more = if content.lines().count() > 1 {
@@ -305,6 +333,16 @@ impl Step for Op {
             Op::Connect { bridge, ports } => connect_commands(bridge, ports),
             Op::Disconnect { bridge } => format!("veth-bridge disconnect {bridge} --pid $CHILD"),
             Op::Release => "write(sync pipe, \"go\")".into(),
+            Op::Started { dir, detached } => format!(
+                "read(report pipe) → EOF: the command runs; readlink /proc/$CHILD/ns/*; write {}{}",
+                quoted(&dir.join(crate::record::STARTED)),
+                if *detached { "; write(id pipe, ID); dup2(/dev/null, 0, 1, 2)" } else { "" }
+            ),
+            Op::RecordExit { dir } => format!("write {}", quoted(&dir.join(crate::record::EXITED))),
+            Op::Output { log } => format!(
+                "dup2(open({}, O_WRONLY|O_APPEND|O_CREAT), 1 and 2); dup2(open(\"/dev/null\"), 0)",
+                quoted(log)
+            ),
             Op::Wait { tty: false } => "waitpid(child)".into(),
             Op::Wait { tty: true } => "recvmsg(console socket) → the terminal's master; tcsetattr(stdin, raw); stdin → master → stdout until waitpid(child)".into(),
             Op::RemoveCgroup { name } => format!("cg-limit cleanup {name}"),
@@ -394,6 +432,11 @@ impl Step for Op {
 
     fn why(&self) -> String {
         match self {
+            Op::Detach => "-d: mini-run stays behind as the container's supervisor, as containerd-shim or conmon does for Docker and Podman: a process of the host's that waits for the container and gives back what it held; the first mini-run prints the id and returns".into(),
+            Op::Started { detached: false, .. } => "the command runs: its pid on the host and its namespaces are recorded, for ps, exec and inspect".into(),
+            Op::Started { detached: true, .. } => "the command runs: its pid on the host and its namespaces are recorded, for ps, exec and inspect; the first mini-run prints the id and returns".into(),
+            Op::RecordExit { .. } => "without --rm the container is kept, its upper layer and log too, for ps -a, logs and inspect, until mini-run rm".into(),
+            Op::Output { .. } => "-d: nobody is at a terminal: what the command writes goes to a file in its state directory, which mini-run logs reads, and it reads nothing".into(),
             Op::MakeState { .. } => "the container's own directory under /run (rootless: in your runtime directory): its upper layer, its root's mount point, its /etc files; the lock says it is in use".into(),
             Op::WriteFile { why, .. } => (*why).into(),
             Op::Volume { name, .. } => format!("the named volume {name}: a directory mini-run keeps, made on first use and kept after the container for the next one; the shared lock tells mini-run volume rm it is in use"),
@@ -475,6 +518,9 @@ impl Step for Op {
             | Op::BecomeRoot { .. } => chapter::ROOTLESS,
             Op::Init => chapter::PID,
             Op::Volume { .. } => chapter::CONTAINER_MOUNTS,
+            Op::Detach | Op::Started { .. } | Op::RecordExit { .. } | Op::Output { .. } => {
+                chapter::LIFECYCLE
+            }
             Op::MakeState { .. }
             | Op::WriteFile { .. }
             | Op::RemoveState { .. }
@@ -644,6 +690,70 @@ impl<'a> Cgroups<'a> {
     }
 }
 
+/// What `config.json` keeps of the container.
+fn record_of(
+    container: &Container,
+    id: &Id,
+    hostname: &str,
+    cgroup: &[PathBuf],
+    stack: Option<&Stack>,
+) -> record::Config {
+    let image = match &container.root {
+        Root::Default => "busybox".to_string(),
+        Root::Image { dir, .. } | Root::Dir(dir) => dir.display().to_string(),
+    };
+    let mut limits = std::collections::BTreeMap::new();
+    if let Some(memory) = container.limits.memory {
+        limits.insert("memory".to_string(), memory.to_string());
+    }
+    if let Some(cpus) = &container.limits.cpus {
+        limits.insert("cpus".to_string(), cpus.to_string());
+    }
+    if let Some(pids) = &container.limits.pids {
+        limits.insert("pids".to_string(), pids.to_string());
+    }
+    let volumes = container
+        .volumes
+        .iter()
+        .map(|v| {
+            let source = match &v.source {
+                Source::Host(path) => path.display().to_string(),
+                Source::Named(name) => name.clone(),
+            };
+            let ro = if v.read_only { ":ro" } else { "" };
+            format!("{source}:{}{ro}", v.target.display())
+        })
+        .collect();
+    record::Config {
+        id: id.full().to_string(),
+        name: container.name.clone(),
+        created: record::now(),
+        image,
+        command: container.command.clone(),
+        env: container.env.clone(),
+        workdir: container.workdir.clone(),
+        user: container.user.map(|u| format!("{}:{}", u.uid, u.gid)),
+        hostname: hostname.to_string(),
+        network: match &container.network {
+            Network::None => "none".into(),
+            Network::Host => "host".into(),
+            Network::Bridge(name) => format!("bridge {name}"),
+        },
+        ports: container.ports.iter().map(ToString::to_string).collect(),
+        volumes,
+        limits,
+        cgroup: cgroup.to_vec(),
+        layers: stack.map(|s| s.lowers.clone()).unwrap_or_default(),
+        upper: stack.and_then(|s| s.writable.as_ref().map(|w| w.upper.clone())),
+        rootfs: stack.map_or_else(|| Dirs::of(id).rootfs(), |s| s.target.clone()),
+        init: container.init,
+        tty: container.tty,
+        detached: container.detach,
+        remove: container.remove,
+        userns: container.userns.map(|m| format!("0:{}:{}", m.uid, m.count)),
+    }
+}
+
 /// The whole plan for `mini-run run`.
 pub fn run_plan(
     container: &Container,
@@ -665,10 +775,14 @@ pub fn run_plan(
     let mut push = |side: Side, op: Op| plan.push(Sided { side, op });
     use Side::{Caller, Child, Parent};
 
+    if container.detach {
+        push(Caller, Op::Detach);
+    }
     push(
         Caller,
         Op::MakeState {
             dir: dirs.dir.clone(),
+            name: container.name.clone(),
         },
     );
     push(
@@ -698,6 +812,26 @@ pub fn run_plan(
             } else {
                 "the host's /etc/resolv.conf, without nameservers on loopback: 127.0.0.53 means nothing in another network namespace"
             },
+        },
+    );
+    let root_stack = stack(container, &dirs, default_rootfs);
+    let cgroup_dirs: Vec<PathBuf> = match cgroups.fs {
+        Some(fs) => fs
+            .layout()
+            .cgroup(&cgroup_name)
+            .distinct_dirs()
+            .iter()
+            .map(|d| d.to_path_buf())
+            .collect(),
+        None => Vec::new(),
+    };
+    let config = record_of(container, id, &hostname, &cgroup_dirs, root_stack.as_ref());
+    push(
+        Caller,
+        Op::WriteFile {
+            path: dirs.dir.join(record::CONFIG),
+            content: record::to_json(&config),
+            why: "the container as it was asked for, kept with it: ps, inspect and exec read it",
         },
     );
     if let Some(map) = remapped {
@@ -735,7 +869,6 @@ pub fn run_plan(
     if let Some(map) = container.userns {
         push(Parent, Op::MapIds(map));
     }
-    let root_stack = stack(container, &dirs, default_rootfs);
     if remapped.is_some() {
         let sources = match (&root_stack, &container.root) {
             (Some(stack), _) => stack.lowers.clone(),
@@ -752,17 +885,11 @@ pub fn run_plan(
             .collect();
         push(Parent, Op::IdmapLayers { sources, volumes });
     }
-    if let Some(fs) = cgroups.fs {
+    if cgroups.fs.is_some() {
         push(
             Parent,
             Op::JoinCgroup {
-                dirs: fs
-                    .layout()
-                    .cgroup(&cgroup_name)
-                    .distinct_dirs()
-                    .iter()
-                    .map(|d| d.to_path_buf())
-                    .collect(),
+                dirs: cgroup_dirs.clone(),
             },
         );
     }
@@ -783,6 +910,14 @@ pub fn run_plan(
             Child,
             Op::BecomeRoot {
                 groups: remapped.is_some(),
+            },
+        );
+    }
+    if container.detach {
+        push(
+            Child,
+            Op::Output {
+                log: dirs.dir.join(record::LOG),
             },
         );
     }
@@ -938,6 +1073,13 @@ pub fn run_plan(
         },
     );
 
+    push(
+        Parent,
+        Op::Started {
+            dir: dirs.dir.clone(),
+            detached: container.detach,
+        },
+    );
     push(Parent, Op::Wait { tty: container.tty });
     if let Network::Bridge(bridge) = &container.network {
         push(
@@ -950,7 +1092,14 @@ pub fn run_plan(
     if cgroups.fs.is_some() {
         push(Parent, Op::RemoveCgroup { name: cgroup_name });
     }
-    push(Parent, Op::RemoveState { dir: dirs.dir });
+    push(
+        Parent,
+        if container.remove {
+            Op::RemoveState { dir: dirs.dir }
+        } else {
+            Op::RecordExit { dir: dirs.dir }
+        },
+    );
     Ok(plan)
 }
 

@@ -78,6 +78,12 @@ struct Executor<'a> {
     root: Option<OwnedFd>,
     /// Child: the root was moved over / rather than pivoted to.
     moved_root: bool,
+    /// `-d`, the supervisor: the pipe to the `run` that waits for the id.
+    detached: Option<File>,
+    /// Parent: the container's address on its bridge.
+    address: Option<String>,
+    /// Parent, `-t`: the master of the container's terminal.
+    master: Option<OwnedFd>,
     exit: Option<Exit>,
 }
 
@@ -111,6 +117,9 @@ pub fn run(
         network: None,
         root: None,
         moved_root: false,
+        detached: None,
+        address: None,
+        master: None,
         exit: None,
     };
     let tty = plan.steps().iter().any(|s| s.op == Op::Console);
@@ -165,7 +174,34 @@ impl Executor<'_> {
         let call = || step.call();
         let sys = |e: Errno| Error::sys(step.call(), e);
         match &step.op {
-            Op::MakeState { dir } => self.make_state(dir)?,
+            Op::Detach => self.detach(call)?,
+            Op::MakeState { dir, name } => self.make_state(dir, name.as_deref())?,
+            Op::Output { log } => {
+                use std::os::unix::fs::OpenOptionsExt;
+                let file = std::fs::OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .mode(0o640)
+                    .open(log)
+                    .map_err(|e| Error::io(call(), &e))?;
+                let null = File::open("/dev/null").map_err(|e| Error::io(call(), &e))?;
+                nix::unistd::dup2_stdout(&file).map_err(sys)?;
+                nix::unistd::dup2_stderr(&file).map_err(sys)?;
+                nix::unistd::dup2_stdin(&null).map_err(sys)?;
+            }
+            Op::Started { dir, .. } => self.started(dir)?,
+            Op::RecordExit { dir } => {
+                let exit = self.exit.expect("waited");
+                let record = crate::record::Exited {
+                    code: exit.shell_status(),
+                    signal: match exit {
+                        Exit::Signal(signal) => Some(signal.as_str().to_string()),
+                        Exit::Code(_) => None,
+                    },
+                    finished: crate::record::now(),
+                };
+                crate::record::write(dir, crate::record::EXITED, &record)?;
+            }
             Op::WriteFile { path, content, .. } => {
                 std::fs::write(path, content).map_err(|e| Error::io(call(), &e))?
             }
@@ -550,13 +586,14 @@ impl Executor<'_> {
         .map_err(|e| Error::sys(call(), e))
     }
 
-    fn make_state(&mut self, dir: &Path) -> Result<(), Error> {
+    fn make_state(&mut self, dir: &Path, name: Option<&str>) -> Result<(), Error> {
         let call = || format!("mkdir(\"{}\", 0700)", dir.display());
         // A container that ends now may remove the parent between our two
         // mkdirs: make it again.
-        // The parent is share-locked until the new directory is locked:
-        // `mini-run cleanup` locks it exclusively before it looks, so it
-        // never takes a directory in the instant before its lock.
+        // The parent is locked until the new directory is locked:
+        // `mini-run cleanup` and `ps` lock it before they look, so they
+        // never take a directory in the instant before its lock; and no
+        // two runs take the same name.
         let containers = state_dir();
         if rootless::is_rootless() {
             use std::os::unix::fs::DirBuilderExt;
@@ -573,7 +610,15 @@ impl Executor<'_> {
             std::fs::create_dir_all(&containers).map_err(|e| Error::io(call(), &e))?;
             let parent = File::open(&containers)
                 .ok()
-                .and_then(|f| Flock::lock(f, FlockArg::LockShared).ok());
+                .and_then(|f| Flock::lock(f, FlockArg::LockExclusive).ok());
+            if let Some(name) = name {
+                if let Some(other) = crate::record::named(&containers, name) {
+                    return Err(Error::setup(format!(
+                        "--name {name}: container {} has that name; mini-run rm {name} removes it, or choose another",
+                        &other[..12.min(other.len())]
+                    )));
+                }
+            }
             match std::fs::create_dir(dir) {
                 Ok(()) => break parent,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 5 => tries += 1,
@@ -586,6 +631,11 @@ impl Executor<'_> {
         let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock)
             .map_err(|(_, e)| Error::sys(format!("flock(\"{}\")", dir.display()), e))?;
         self.state = Some((dir.to_path_buf(), lock));
+        if let Some(name) = name {
+            let path = dir.join(crate::record::NAME);
+            std::fs::write(&path, format!("{name}\n"))
+                .map_err(|e| Error::io(format!("write \"{}\"", path.display()), &e))?;
+        }
         Ok(())
     }
 
@@ -700,6 +750,7 @@ impl Executor<'_> {
         let addr = network::connect(bridge, child, ports, &narrator)?;
         self.narrator
             .note(&format!("the container's eth0 is {addr} on {bridge}"));
+        self.address = Some(addr.to_string());
         Ok(())
     }
 
@@ -712,11 +763,44 @@ impl Executor<'_> {
         }
     }
 
-    fn wait(&mut self) -> Result<(), Error> {
+    /// `-d`: the first mini-run waits here for the id, or for the
+    /// supervisor's failure, and never returns; the supervisor goes on in
+    /// a session of its own, without the terminal's signals.
+    fn detach(&mut self, call: impl Fn() -> String) -> Result<(), Error> {
+        let (read, write) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("pipe2", e))?;
+        match steps::sys::fork().map_err(|e| Error::sys(call(), e))? {
+            Fork::Child => {
+                drop(read);
+                nix::unistd::setsid().map_err(|e| Error::sys("setsid()", e))?;
+                self.detached = Some(File::from(write));
+                Ok(())
+            }
+            Fork::Parent { child } => {
+                drop(write);
+                let mut id = String::new();
+                let _ = File::from(read).read_to_string(&mut id);
+                if !id.is_empty() {
+                    let mut out = std::io::stdout().lock();
+                    let _ = writeln!(out, "{id}");
+                    let _ = out.flush();
+                    std::process::exit(0);
+                }
+                // It failed, and said why on the terminal: its status is ours.
+                let code = match waitpid(child, None) {
+                    Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => code,
+                    _ => i32::from(steps::exit::SETUP),
+                };
+                std::process::exit(code);
+            }
+        }
+    }
+
+    /// The command runs, or the child says why it could not.
+    fn started(&mut self, dir: &Path) -> Result<(), Error> {
         let child = self.child.expect("cloned");
         // The child either reports why it could not run the command, or
         // execs, which closes its end of the pipe.
-        let master = match self.console.take() {
+        self.master = match self.console.take() {
             Some(socket) => {
                 tty::receive(&socket).map_err(|e| Error::sys("recvmsg(console socket)", e))?
             }
@@ -727,6 +811,40 @@ impl Executor<'_> {
             self.child = None;
             return Err(error);
         }
+        let started = crate::record::Started {
+            pid: child.as_raw(),
+            started: crate::record::now(),
+            namespaces: crate::record::namespaces_of(child.as_raw()),
+            address: self.address.clone(),
+        };
+        crate::record::write(dir, crate::record::STARTED, &started)?;
+        if let Some(mut waiting) = self.detached.take() {
+            let id = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            waiting
+                .write_all(id.as_bytes())
+                .map_err(|e| Error::io("write(id pipe)", &e))?;
+            drop(waiting);
+            // Nobody reads the terminal's pipes for the supervisor now: a
+            // test's, or a shell's $(…), would wait for them to close.
+            if let Ok(null) = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")
+            {
+                let _ = nix::unistd::dup2_stdin(&null);
+                let _ = nix::unistd::dup2_stdout(&null);
+                let _ = nix::unistd::dup2_stderr(&null);
+            }
+        }
+        Ok(())
+    }
+
+    fn wait(&mut self) -> Result<(), Error> {
+        let child = self.child.expect("cloned");
+        let master = self.master.take();
         let narrator = self.narrator;
         let on_signal = |signal: Signal| {
             narrator.note(&format!("passing {} on to the container", signal.as_str()))
@@ -783,33 +901,10 @@ impl Executor<'_> {
 
     /// Replaces this process with the command; returns only the error.
     fn exec(&mut self, argv: &[String], env: &[String]) -> Error {
-        let path_var = env
-            .iter()
-            .find_map(|e| e.strip_prefix("PATH="))
-            .unwrap_or(crate::container::DEFAULT_PATH);
-        let program = match find_program(&argv[0], path_var) {
-            Ok(program) => program,
-            Err(errno) => return exec_error(&argv[0], errno, path_var),
-        };
-        let cstrings = |list: &[String]| {
-            list.iter()
-                .map(|s| CString::new(s.as_bytes()))
-                .collect::<Result<Vec<_>, _>>()
-        };
-        let (Ok(args), Ok(vars), Ok(path)) = (
-            cstrings(argv),
-            cstrings(env),
-            CString::new(program.as_os_str().as_encoded_bytes()),
-        ) else {
-            return Error::usage("an argument or variable contains a NUL byte");
-        };
         if let Err(e) = self.supervision.release_in_child() {
             return Error::sys("sigprocmask", e);
         }
-        // mini-run ignores SIGPIPE (see main); the command must not.
-        steps::sys::restore_sigpipe();
-        let errno = nix::unistd::execve(&path, &args, &vars).unwrap_err();
-        exec_error(&argv[0], errno, path_var)
+        exec_command(argv, env)
     }
 
     /// `UNDERHOOD_FAULT=kill@N`: mini-run ends by SIGKILL, as `kill -9`
@@ -941,9 +1036,38 @@ fn root_is_initramfs() -> bool {
         .any(|l| l.contains(" - rootfs "))
 }
 
+/// Replaces this process with `argv[0]`, found in `env`'s `PATH`;
+/// returns only the error, with Docker's exit codes.
+pub(crate) fn exec_command(argv: &[String], env: &[String]) -> Error {
+    let path_var = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(crate::container::DEFAULT_PATH);
+    let program = match find_program(&argv[0], path_var) {
+        Ok(program) => program,
+        Err(errno) => return exec_error(&argv[0], errno, path_var),
+    };
+    let cstrings = |list: &[String]| {
+        list.iter()
+            .map(|s| CString::new(s.as_bytes()))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let (Ok(args), Ok(vars), Ok(path)) = (
+        cstrings(argv),
+        cstrings(env),
+        CString::new(program.as_os_str().as_encoded_bytes()),
+    ) else {
+        return Error::usage("an argument or variable contains a NUL byte");
+    };
+    // mini-run ignores SIGPIPE (see main); the command must not.
+    steps::sys::restore_sigpipe();
+    let errno = nix::unistd::execve(&path, &args, &vars).unwrap_err();
+    exec_error(&argv[0], errno, path_var)
+}
+
 /// Keeps Docker's capabilities and drops the rest: from the bounding set
 /// (so no exec can gain them back), and from the sets the process holds.
-fn drop_capabilities(drop: &[Capability]) -> Result<(), caps::errors::CapsError> {
+pub(crate) fn drop_capabilities(drop: &[Capability]) -> Result<(), caps::errors::CapsError> {
     for cap in drop {
         caps::drop(None, CapSet::Bounding, *cap)?;
     }
@@ -1017,12 +1141,33 @@ fn mount_error(call: String, errno: Errno, fstype: &str) -> Error {
     }
 }
 
-/// `mini-run cleanup`: removes the cgroup and the state directory of
-/// every container whose mini-run is gone — killed with SIGKILL, which no
-/// program can clean up after. Its container died with it (the death
-/// signal); what stays is on the host's filesystems. A running mini-run
-/// holds a lock on its state directory, so its container is left be.
-/// Returns one line per container, saying what was done.
+/// Where the container in `dir` was connected, if it was.
+pub fn network_record(dir: &Path) -> Option<Attachment> {
+    std::fs::read_to_string(dir.join(NETWORK_RECORD))
+        .ok()
+        .and_then(|text| Attachment::parse(&text))
+}
+
+/// Takes back the volumes the run of the container in `dir` made, while
+/// they are still empty.
+pub fn take_back_volumes(dir: &Path) {
+    for name in std::fs::read_to_string(dir.join(VOLUMES_RECORD))
+        .unwrap_or_default()
+        .lines()
+        .filter(|n| volume::check_name(n).is_ok())
+    {
+        volume::take_back(&volume::dir(name));
+    }
+}
+
+/// `mini-run cleanup`: gives back what containers whose mini-run is gone
+/// still hold — killed with SIGKILL, which no program can clean up after.
+/// Their containers died with them (the death signal); what stays is on
+/// the host: a cgroup, an address and ports, the state directory. The
+/// state goes too when the container ran with `--rm` or never started;
+/// otherwise it is kept, as exited, for `ps -a` and `rm`. A running
+/// mini-run holds a lock on its state directory, so its container is left
+/// be. Returns one line per container, saying what was done.
 pub fn cleanup(fs: Option<&dyn CgroupFs>, narrator: &Narrator) -> Result<Vec<String>, Error> {
     let mut said = Vec::new();
     let containers = state_dir();
@@ -1043,39 +1188,38 @@ pub fn cleanup(fs: Option<&dyn CgroupFs>, narrator: &Narrator) -> Result<Vec<Str
             said.push(format!("kept {short}: its mini-run is running"));
             continue;
         };
-        if let Some(attachment) = std::fs::read_to_string(dir.join(NETWORK_RECORD))
-            .ok()
-            .and_then(|text| Attachment::parse(&text))
+        if dir.join(crate::record::EXITED).exists() {
+            // Ended as it should: it holds nothing but its state.
+            continue;
+        }
+        if let crate::lifecycle::Reclaimed::Elsewhere(why) =
+            crate::lifecycle::reclaim(&dir, fs, narrator)?
         {
-            // Its bridge, lease and rules are in another network namespace
-            // (a test's sandbox, say): only a cleanup there can undo them.
-            if !attachment.is_here() {
+            said.push(format!("kept {short}: {why}"));
+            continue;
+        }
+        let config: Option<crate::record::Config> =
+            std::fs::read_to_string(dir.join(crate::record::CONFIG))
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok());
+        let ran = dir.join(crate::record::STARTED).exists();
+        match config {
+            Some(config) if ran && !config.remove => {
+                let record = crate::record::Exited {
+                    code: 128 + Signal::SIGKILL as u8,
+                    signal: Some("SIGKILL".into()),
+                    finished: crate::record::now(),
+                };
+                crate::record::write(&dir, crate::record::EXITED, &record)?;
                 said.push(format!(
-                    "kept {short}: its bridge {} is in another network namespace (net:[{}]); run mini-run cleanup there",
-                    attachment.bridge, attachment.netns
+                    "gave back what {short} held; kept it, killed with its mini-run (mini-run rm {short} removes it)"
                 ));
-                continue;
             }
-            network::disconnect(&attachment, &narrator_for("veth-bridge", narrator))?;
-        }
-        for name in std::fs::read_to_string(dir.join(VOLUMES_RECORD))
-            .unwrap_or_default()
-            .lines()
-            .filter(|n| volume::check_name(n).is_ok())
-        {
-            volume::take_back(&volume::dir(name));
-        }
-        let cgroup_name =
-            cg_limit::Name::parse(&format!("mini-run-{short}")).map_err(Error::setup)?;
-        if let Some(fs) = fs {
-            let cgroup = fs.layout().cgroup(&cgroup_name);
-            if cgroup.exists() {
-                let plan = cg_limit::plan::remove_plan(fs, &cgroup_name);
-                cg_limit::run::run(&plan, &narrator_for("cg-limit", narrator), fs, &cgroup)?;
+            _ => {
+                remove_state_dir(&dir);
+                said.push(format!("removed {short}"));
             }
         }
-        remove_state_dir(&dir);
-        said.push(format!("removed {short}"));
     }
     Ok(said)
 }

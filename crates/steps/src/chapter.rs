@@ -52,4 +52,5 @@ chapters! {
     CONTAINER_MOUNTS = "The container's filesystem: mounts and pivot_root", "containers/mounts.md";
     SECURITY = "Security defaults and the escapes they stop", "containers/security.md";
     ROOTLESS = "Rootless containers", "containers/rootless.md";
+    LIFECYCLE = "A container's life: run -d, ps, exec, logs, stop, rm", "containers/lifecycle.md";
 }

@@ -263,3 +263,34 @@ pub fn move_mount_onto(
     };
     Errno::result(ret).map(drop)
 }
+
+/// A descriptor that stands for the process `pid` itself, not for its
+/// number: `pidfd_open(pid, 0)` (Linux 5.3). A signal sent through it
+/// reaches that process or none, never one that took its number later;
+/// it is readable (`poll` POLLIN) once the process has ended, which lets a
+/// process wait for one that is not its child. See
+/// [pidfd_open(2)](https://man7.org/linux/man-pages/man2/pidfd_open.2.html).
+pub fn pidfd_open(pid: Pid) -> Result<std::os::fd::OwnedFd, Errno> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: two integers in, a new descriptor out.
+    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    let fd = Errno::result(ret)?;
+    // SAFETY: pidfd_open returned a descriptor, open and owned by no one.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// `pidfd_send_signal(pidfd, signal, NULL, 0)` (Linux 5.1).
+pub fn pidfd_send_signal(pidfd: std::os::fd::BorrowedFd, signal: Signal) -> Result<(), Errno> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a NULL siginfo asks the kernel to fill in its own.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal as libc::c_int,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    Errno::result(ret).map(drop)
+}
