@@ -501,7 +501,7 @@ fn proc_links() -> Result<(), Failed> {
     let out = run_for(
         Command::new("sh")
             .arg("-c")
-            .arg("exec \"$0\" run --network none --init -- sh -c \"hostname; $1\" 7<\"$2\"")
+            .arg("exec \"$0\" run --rm --network none --init -- sh -c \"hostname; $1\" 7<\"$2\"")
             .arg(&mini_run)
             .arg(&script)
             .arg(dir.path())
@@ -556,7 +556,7 @@ fn proc_pid_exe() -> Result<(), Failed> {
     // and then the test hashes them again, the processes still running.
     let mut child = spawn_group(
         cmd("mini-run")
-            .args(["run", "--network", "none", "--init", "--"])
+            .args(["run", "--rm", "--network", "none", "--init", "--"])
             .args([
                 "sh",
                 "-c",
@@ -937,7 +937,7 @@ fn tiocsti(payload: &Path) -> Result<(), Failed> {
         command
             .arg("--ctty")
             .arg(support::bin("mini-run"))
-            .args(["run", "--network", "none", "--rootfs"])
+            .args(["run", "--rm", "--network", "none", "--rootfs"])
             .arg(&root);
         if t {
             command.arg("-t");
@@ -1008,7 +1008,7 @@ fn beyond_the_bridge(payload: &Path) -> Result<(), Failed> {
         # The container waits on its stdin, a fifo, so that what the port
         # turned on can be read while it runs.
         mkfifo /run/in /run/out
-        mini-run run --rootfs {root} -p 18099:80 -- sh -c 'hostname; /payload localnet 10.208.0.1 9999; ping -c 1 -W 2 192.0.2.1 >/dev/null && echo "ping beyond: ok" || echo "ping beyond: refused"; echo sent; read end; exit 0' < /run/in > /run/out &
+        mini-run run --rm --rootfs {root} -p 18099:80 -- sh -c 'hostname; /payload localnet 10.208.0.1 9999; ping -c 1 -W 2 192.0.2.1 >/dev/null && echo "ping beyond: ok" || echo "ping beyond: refused"; echo sent; read end; exit 0' < /run/in > /run/out &
         exec 3> /run/in 4< /run/out
         while read -r line <&4; do echo "$line"; [ "$line" != sent ] || break; done
         echo "route_localnet $(cat /proc/sys/net/ipv4/conf/underhood0/route_localnet)"

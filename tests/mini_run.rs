@@ -630,7 +630,7 @@ fn started_with(options: &[&str], run: &[&str], script: &str) -> Result<Started,
     start(
         cmd("mini-run")
             .args(options)
-            .arg("run")
+            .args(["run", "--rm"])
             .args(no_network(run))
             .args(run)
             .args(["--", "sh", "-c", script]),
@@ -802,7 +802,7 @@ fn terminal() -> Result<(), Failed> {
     let before = tcgetattr(slave.as_fd())?;
     let mut child = spawn_group(
         cmd("mini-run")
-            .args(["run", "--network", "none", "-it", "--"])
+            .args(["run", "--rm", "--network", "none", "-it", "--"])
             .args([
                 "sh",
                 "-c",
@@ -862,7 +862,7 @@ fn no_terminal() -> Result<(), Failed> {
     let child = std::process::Command::new("setsid")
         .arg("--ctty")
         .arg(support::bin("mini-run"))
-        .args(["run", "--network", "none", "--", "sh", "-c"])
+        .args(["run", "--rm", "--network", "none", "--", "sh", "-c"])
         .arg(
             "hostname; echo \"tty_nr $(cut -d' ' -f7 /proc/self/stat)\"; \
              trap 'echo got-int; exit 9' INT; echo ready; while :; do sleep 0.1; done",
@@ -976,7 +976,15 @@ fn by_hand() -> Result<(), Failed> {
     let volume = format!("{}/data:/data:ro", dir.path().display());
     let out = run_for(
         cmd("mini-run")
-            .args(["--explain", "run", "--network", "none", "--memory", "32m"])
+            .args([
+                "--explain",
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "--memory",
+                "32m",
+            ])
             .args([
                 "--hostname",
                 "hand",
@@ -1111,7 +1119,7 @@ fn walk_faults(
 ) -> Result<(), Failed> {
     use std::os::unix::process::ExitStatusExt;
     let remove_volume = || run_for(mini_run().args(["volume", "rm", volume]), 30);
-    let args: Vec<&str> = ["run"]
+    let args: Vec<&str> = ["run", "--rm"]
         .into_iter()
         .chain(run_args.iter().copied())
         .chain(["--", "true"])
@@ -1431,7 +1439,7 @@ impl NetSandbox {
         command
             .arg(format!("--net={}", self.netns().display()))
             .arg(support::bin("mini-run"))
-            .args(["run", "--network", &self.bridge])
+            .args(["run", "--rm", "--network", &self.bridge])
             .args(args)
             .args(["--", "sh", "-c", script]);
         command
@@ -1489,7 +1497,7 @@ fn default_bridge() -> Result<(), Failed> {
     // own with a tmpfs over /run: the bridge underhood0 and its state are
     // made on first use, as on a fresh machine, and go with the namespaces.
     let script = r#"mount -t tmpfs sandbox /run && ip link set lo up &&
-        mini-run run -- sh -c 'hostname; ip -4 -o addr show eth0; ip route; ping -c 1 -W 5 10.208.0.1 >/dev/null && echo gateway-answers' &&
+        mini-run run --rm -- sh -c 'hostname; ip -4 -o addr show eth0; ip route; ping -c 1 -W 5 10.208.0.1 >/dev/null && echo gateway-answers' &&
         echo "leases $(ls /run/underhood/net/underhood0 | wc -l)" &&
         echo "containers $(ls /run/underhood/containers 2>/dev/null | wc -l)" &&
         nft list ruleset | grep -c masquerade"#;
@@ -1562,7 +1570,7 @@ fn spec_file() -> Result<(), Failed> {
     // adds to the file's env. No --network: the file's none is the one.
     let mut child = spawn_group(
         cmd("mini-run")
-            .args(["run", "-e", "FROM_FLAG=too", "-f"])
+            .args(["run", "--rm", "-e", "FROM_FLAG=too", "-f"])
             .arg(&spec)
             .current_dir("/")
             .stdin(Stdio::piped())
@@ -1628,7 +1636,7 @@ fn bad_spec_file() -> Result<(), Failed> {
         // --explain would narrate any step taken: the one line is all.
         let out = run_for(
             cmd("mini-run")
-                .args(["--explain", "run"])
+                .args(["--explain", "run", "--rm"])
                 .args(&args)
                 .args(["--", "true"])
                 .current_dir(dir.path()),
@@ -1733,7 +1741,7 @@ fn rootless() -> Result<(), Failed> {
     std::os::unix::fs::lchown(&shared, Some(Nobody::ID), Some(Nobody::ID))?;
     let volume = format!("{}:/shared", shared.display());
     let out = run_for(
-        nobody.mini_run().args(["run", "-v", &volume, "--", "sh", "-c"]).arg(
+        nobody.mini_run().args(["run", "--rm", "-v", &volume, "--", "sh", "-c"]).arg(
             "hostname; id -u; cat /proc/self/uid_map; echo $$; echo hi > /etc/motd; cat /etc/motd; touch /shared/made",
         ),
         60,
@@ -1770,7 +1778,7 @@ fn rootless() -> Result<(), Failed> {
     let out = run_for(
         nobody
             .mini_run()
-            .args(["run", "--network", "none", "--", "true"]),
+            .args(["run", "--rm", "--network", "none", "--", "true"]),
         60,
     )?;
     ensure(
@@ -1886,7 +1894,7 @@ fn delegated_cgroup() -> Result<(), Failed> {
     let out = run_for(
         nobody
             .mini_run_after(&["sh", "-c", &script, "sh"])
-            .args(["run", "--rootfs", &rootfs, "--network", "none"])
+            .args(["run", "--rm", "--rootfs", &rootfs, "--network", "none"])
             .args(["--memory", "64m", "--pids-limit", "20", "--", "sh", "-c"])
             .arg(
                 "hostname; cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max /proc/self/cgroup",

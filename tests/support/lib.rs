@@ -387,7 +387,10 @@ pub fn left_nothing(id: &str) -> Result<(), Failed> {
 /// bridge tests run in a sandbox of their own.
 pub fn mini_run(args: &[&str]) -> Result<Output, Failed> {
     run_for(
-        cmd("mini-run").arg("run").args(no_network(args)).args(args),
+        cmd("mini-run")
+            .args(["run", "--rm"])
+            .args(no_network(args))
+            .args(args),
         60,
     )
 }
@@ -418,7 +421,7 @@ pub fn container(args: &[&str], script: &str) -> Result<(Output, Vec<String>), F
 /// in; a container is run first, which builds the rootfs if need be.
 pub fn rootfs_copy(dir: &Path) -> Result<PathBuf, Failed> {
     let out = run_for(
-        cmd("mini-run").args(["run", "--network", "none", "--", "true"]),
+        cmd("mini-run").args(["run", "--rm", "--network", "none", "--", "true"]),
         60,
     )?;
     ensure(out.status.success(), describe(&out))?;

@@ -11,11 +11,14 @@ use steps::StepArgs;
     name = "mini-run",
     version,
     about = "docker run, built to be read: a container from namespaces, a cgroup, an overlay root and Docker's security defaults",
-    after_help = "Exit codes: the container's own exit status; 125 when mini-run itself failed \
-                  (bad usage included, as docker run says); 126 when the command cannot be run; \
-                  127 when it is not found. mini-run volume: 2 for a bad name or a volume that is \
-                  not there, 1 when rm is refused because a container uses the volume. \
-                  Each step: mini-run run --explain …"
+    after_help = "Exit codes: run and exec give the command's own exit status; 125 when mini-run \
+                  itself failed (a bad flag of any subcommand included, as docker says); 126 when \
+                  the command cannot be run; 127 when it is not found. ps, logs, stop, kill, rm, \
+                  inspect, stats: 2 for an unknown container, an id prefix that is more than \
+                  one's, or a bad value; 1 when the container is in the wrong state for it (rm of \
+                  a running one, kill of a stopped one, logs of one run in the foreground). mini-run volume: 2 for a bad \
+                  name or a volume that is not there, 1 when rm is refused because a container \
+                  uses the volume. Each step: mini-run --explain run …"
 )]
 pub struct Cli {
     #[command(flatten)]
