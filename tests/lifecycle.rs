@@ -32,6 +32,11 @@ fn main() {
         exec_joins,
     );
     suite.test(
+        "exec_it_gives_a_terminal_from_the_container_s_devpts",
+        NEEDS,
+        exec_terminal,
+    );
+    suite.test(
         "logs_outlive_the_container_and_follow_ends_with_it",
         NEEDS,
         logs_follow,
@@ -62,6 +67,11 @@ fn main() {
         "a_foreground_run_is_kept_until_rm_and_run_rm_keeps_nothing",
         NEEDS,
         kept_until_rm,
+    );
+    suite.test(
+        "rootless_a_detached_container_lives_in_the_user_s_runtime_directory",
+        &[Root, Busybox, UserNamespaces, RootlessOverlay],
+        rootless,
     );
     suite.run();
 }
@@ -271,6 +281,33 @@ fn exec_joins() -> Result<(), Failed> {
         !cgroups.is_empty() && cgroups.lines().all(|l| l.ends_with(":/")),
         format!("exec'd into the container's cgroup:\n{cgroups}"),
     )?;
+    c.remove()
+}
+
+fn exec_terminal() -> Result<(), Failed> {
+    // The test stands for a learner's terminal: exec's stdin, stdout and
+    // stderr are the slave of a pty of the test's.
+    let c = Detached::start(&[], "while :; do sleep 0.1; done")?;
+    let pty = nix::pty::openpty(None, None)?;
+    let master = std::fs::File::from(pty.master);
+    let slave = std::fs::File::from(pty.slave);
+    let mut child = support::spawn_group(
+        cmd("mini-run")
+            .args(["exec", "-it", &c.id, "sh", "-c"])
+            .arg("tty; echo ready; read line; echo \"got $line from $$\"; exit 5")
+            .stdin(slave.try_clone()?)
+            .stdout(slave.try_clone()?)
+            .stderr(slave.try_clone()?),
+    )?;
+    let mut seen = String::new();
+    support::read_until(&master, &mut seen, "ready")?;
+    // The container's first terminal was never made: -it here makes its
+    // devpts's first, /dev/pts/0, not one of the host's.
+    ensure(seen.contains("/dev/pts/0"), format!("tty inside:\n{seen}"))?;
+    std::io::Write::write_all(&mut &master, b"hello\n")?;
+    support::read_until(&master, &mut seen, "got hello from")?;
+    let status = child.0.wait()?;
+    ensure_eq(&status.code(), &Some(5), "exec's status")?;
     c.remove()
 }
 
@@ -615,4 +652,48 @@ fn kept_until_rm() -> Result<(), Failed> {
     let out = mini(&["run", "--rm", "--network", "none", "--", "hostname"])?;
     ensure(out.status.success(), describe(&out))?;
     left_nothing(stdout(&out).trim())
+}
+
+fn rootless() -> Result<(), Failed> {
+    let nobody = support::Nobody::new()?;
+    let as_nobody =
+        |args: &[&str]| -> Result<Output, Failed> { run_for(nobody.mini_run().args(args), 60) };
+    let out = as_nobody(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "mine",
+        "--",
+        "sh",
+        "-c",
+        "echo started; trap 'exit 0' TERM; while :; do sleep 0.1; done",
+    ])?;
+    ensure(out.status.success(), describe(&out))?;
+    // root's containers are not nobody's, nor nobody's root's.
+    ensure(
+        !ok(&["ps", "-a"])?.contains("mine"),
+        "root's ps lists only root's containers",
+    )?;
+    let ps = as_nobody(&["ps"])?;
+    ensure(stdout(&ps).contains("mine"), describe(&ps))?;
+    let inside = as_nobody(&["exec", "mine", "sh", "-c", "id -u; cat /proc/self/uid_map"])?;
+    let text = stdout(&inside);
+    let words: Vec<&str> = text.split_whitespace().collect();
+    ensure_eq(
+        &words,
+        &vec!["0", "0", "65534", "1"],
+        "root inside, nobody outside",
+    )?;
+    ensure_eq(
+        &stdout(&as_nobody(&["logs", "mine"])?),
+        &"started\n".to_string(),
+        "the log",
+    )?;
+    let stop = as_nobody(&["stop", "mine"])?;
+    ensure(stop.status.success(), describe(&stop))?;
+    let rm = as_nobody(&["rm", "mine"])?;
+    ensure(rm.status.success(), describe(&rm))?;
+    nobody.left_nothing()
 }

@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 
 use support::{
-    Failed, Requirement::*, Suite, cgroups_named, cmd, container, describe, ensure, ensure_eq,
-    left_nothing, mini_run, no_network, read_until, rootfs_copy, run_for, scratch, spawn_group,
-    stderr, stdout, toolkit_first,
+    Failed, Nobody, Requirement::*, Suite, cgroups_named, cmd, container, describe, ensure,
+    ensure_eq, left_nothing, mini_run, no_network, read_until, rootfs_copy, run_for, scratch,
+    spawn_group, stderr, stdout, toolkit_first, walkdir,
 };
 
 const NEEDS: &[support::Requirement] = &[Root, Busybox, Overlayfs];
@@ -1650,87 +1650,6 @@ fn bad_spec_file() -> Result<(), Failed> {
         )?;
     }
     Ok(())
-}
-
-/// An unprivileged user for rootless runs: nobody, with a home and a
-/// runtime directory of its own in a scratch directory, gone after.
-struct Nobody {
-    dir: tempfile::TempDir,
-}
-
-impl Nobody {
-    const ID: u32 = 65534;
-
-    fn new() -> Result<Self, Failed> {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = scratch();
-        for sub in ["home", "run"] {
-            let path = dir.path().join(sub);
-            std::fs::create_dir(&path)?;
-            std::os::unix::fs::lchown(&path, Some(Self::ID), Some(Self::ID))?;
-        }
-        std::fs::set_permissions(
-            dir.path().join("run"),
-            std::fs::Permissions::from_mode(0o700),
-        )?;
-        Ok(Self { dir })
-    }
-
-    fn run_dir(&self) -> PathBuf {
-        self.dir.path().join("run")
-    }
-
-    fn volumes(&self) -> PathBuf {
-        self.dir.path().join("home/.local/share/underhood/volumes")
-    }
-
-    /// `mini-run` as nobody, with a user's environment and nothing else.
-    fn mini_run(&self) -> std::process::Command {
-        self.mini_run_after(&[])
-    }
-
-    /// The same, started by `prefix`, a command that ends by running the
-    /// rest as root (`sh -c '…; exec "$@"' sh`).
-    fn mini_run_after(&self, prefix: &[&str]) -> std::process::Command {
-        let mut command = std::process::Command::new(prefix.first().unwrap_or(&"setpriv"));
-        if !prefix.is_empty() {
-            command.args(&prefix[1..]).arg("setpriv");
-        }
-        let id = Self::ID.to_string();
-        command
-            .args([&format!("--reuid={id}"), &format!("--regid={id}")])
-            .args(["--clear-groups", "--"])
-            .arg(support::bin("mini-run"))
-            .env_clear()
-            .env(
-                "PATH",
-                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            )
-            .env("HOME", self.dir.path().join("home"))
-            .env("XDG_RUNTIME_DIR", self.run_dir());
-        command
-    }
-
-    /// Nothing of mini-run's is left in nobody's runtime directory: no
-    /// container's state, not even the directory that holds them.
-    fn left_nothing(&self) -> Result<(), Failed> {
-        let left = self.run_dir().join("underhood");
-        ensure(
-            !left.exists(),
-            format!("left behind in the runtime directory: {:?}", walkdir(&left)),
-        )
-    }
-}
-
-fn walkdir(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            found.push(entry.path());
-            found.extend(walkdir(&entry.path()));
-        }
-    }
-    found
 }
 
 fn rootless() -> Result<(), Failed> {
