@@ -125,32 +125,7 @@ pub fn table(rows: &[Row], p: Palette) -> String {
                 .unwrap_or_else(dash),
         ]);
     }
-    let widths: Vec<usize> = (0..6)
-        .map(|i| {
-            cells
-                .iter()
-                .map(|r| r[i].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut text = String::new();
-    for (n, row) in cells.iter().enumerate() {
-        let line = row
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
-            .collect::<Vec<_>>()
-            .join("   ");
-        let line = line.trim_end();
-        text.push_str(&if n == 0 {
-            p.bold(line)
-        } else {
-            line.to_string()
-        });
-        text.push('\n');
-    }
-    text
+    steps::table::columns(&cells, p)
 }
 
 /// Shows the table once (`stream` false) or every second until Ctrl-C.

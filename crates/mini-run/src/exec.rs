@@ -20,12 +20,13 @@ use std::path::PathBuf;
 use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
 use nix::sys::wait::waitpid;
-use nix::unistd::{Gid, Pid, Uid, pipe2};
+use nix::unistd::{Pid, pipe2};
 use steps::process::{Exit, Supervision};
 use steps::sys::Fork;
 use steps::{Chapter, Error, Narrator, Plan, Side, Sided, Step, chapter};
 
 use crate::cli::ExecArgs;
+use crate::plan::Op as PlanOp;
 use crate::record::{self, Found};
 
 /// The namespaces joined, in this order, as nsenter joins them: the user
@@ -55,22 +56,14 @@ pub enum Op {
     /// open this one's `/proc/PID/exe` (runc's CVE-2019-5736).
     NotDumpable,
     Setns(&'static str),
-    /// After joining a user namespace: its root's ids.
-    BecomeRoot,
     Fork,
     /// Child: into the container's cgroup, by the descriptors opened before.
     JoinCgroup,
     DeathSignal,
-    NewSession,
     Console,
-    Chdir(PathBuf),
-    DropCapabilities,
-    SetUser {
-        uid: u32,
-        gid: u32,
-    },
-    NoNewPrivileges,
-    CloseFds,
+    /// A step `run`'s child makes too: its ids, session, capabilities,
+    /// working directory.
+    Process(crate::plan::Op),
     Exec {
         argv: Vec<String>,
         env: Vec<String>,
@@ -102,17 +95,11 @@ impl Step for Op {
                     .map_or("", |(_, _, name)| name);
                 format!("setns(open(\"/proc/PID/ns/{kind}\"), {flag})")
             }
-            Op::BecomeRoot => "setresgid(0, 0, 0); setresuid(0, 0, 0)".into(),
             Op::Fork => "fork()".into(),
             Op::JoinCgroup => "write(cgroup.procs, \"0\")".into(),
             Op::DeathSignal => "prctl(PR_SET_PDEATHSIG, SIGKILL)".into(),
-            Op::NewSession => "setsid()".into(),
             Op::Console => "open(\"/dev/ptmx\") → master, /dev/pts/N; sendmsg(console socket, SCM_RIGHTS, master); setsid(); ioctl(slave, TIOCSCTTY); dup2(slave, 0, 1, 2)".into(),
-            Op::Chdir(dir) => format!("chdir(\"{}\")", dir.display()),
-            Op::DropCapabilities => "capset(Docker's defaults); prctl(PR_CAPBSET_DROP, the rest)".into(),
-            Op::SetUser { uid, gid } => format!("setgroups(0, NULL); setgid({gid}); setuid({uid})"),
-            Op::NoNewPrivileges => "prctl(PR_SET_NO_NEW_PRIVS, 1)".into(),
-            Op::CloseFds => "fcntl(fd, F_SETFD, FD_CLOEXEC) for every fd above 2".into(),
+            Op::Process(op) => op.call(),
             Op::Exec { argv, .. } => format!("execve({:?}, …)", argv),
             Op::Wait { tty: false } => "waitpid(child)".into(),
             Op::Wait { tty: true } => "recvmsg(console socket) → master; relay stdin ↔ master until waitpid(child)".into(),
@@ -127,17 +114,11 @@ impl Step for Op {
             Op::Setns("pid") => "the PID namespace: it takes hold for the children made after, not for this process, whose pid cannot change".into(),
             Op::Setns("mnt") => "last the mount namespace: its root and working directory become the container's".into(),
             Op::Setns(kind) => format!("the container's {kind} namespace"),
-            Op::BecomeRoot => "in the container's user namespace: root there".into(),
             Op::Fork => "the child is born in the container's PID namespace, with a pid of its numbering; mini-run waits outside".into(),
             Op::JoinCgroup => "the command is counted and limited with the rest of the container (0: the writing process)".into(),
             Op::DeathSignal => "if mini-run exec dies, its command goes too".into(),
-            Op::NewSession => "a session of its own: not the host's terminal as its controlling terminal (TIOCSTI)".into(),
             Op::Console => "-t: a terminal of its own, from the container's devpts, its master passed out to mini-run".into(),
-            Op::Chdir(_) => "the container's working directory, or -w".into(),
-            Op::DropCapabilities => "the capabilities the container's processes have, no more".into(),
-            Op::SetUser { .. } => "the container's user, or -u".into(),
-            Op::NoNewPrivileges => "no setuid program it runs can gain privileges".into(),
-            Op::CloseFds => "no descriptor of mini-run's goes into the container".into(),
+            Op::Process(op) => op.why(),
             Op::Exec { .. } => "the command replaces the child: a process of the container's, as ps inside shows".into(),
             Op::Wait { .. } => "wait for the command and exit with its status, passing signals on".into(),
         }
@@ -146,6 +127,7 @@ impl Step for Op {
     fn chapter(&self) -> Chapter {
         match self {
             Op::Setns(_) | Op::Open { .. } => chapter::ENTER,
+            Op::Process(op) => op.chapter(),
             _ => chapter::LIFECYCLE,
         }
     }
@@ -210,10 +192,17 @@ pub fn exec_plan(found: &Found, args: &ExecArgs) -> Result<Plan<ExecStep>, Error
         },
     );
     push(Caller, Op::NotDumpable);
+    // In a user namespace mapped from the host's ids (--userns as root),
+    // setgroups(2) is allowed; in a rootless one it is denied.
+    let remapped = config
+        .userns
+        .as_deref()
+        .and_then(|map| map.rsplit(':').next())
+        .is_some_and(|count| count != "1");
     for kind in &namespaces {
         push(Caller, Op::Setns(kind));
         if *kind == "user" {
-            push(Caller, Op::BecomeRoot);
+            push(Caller, Op::Process(PlanOp::BecomeRoot { groups: remapped }));
         }
     }
     push(Caller, Op::Fork);
@@ -226,22 +215,12 @@ pub fn exec_plan(found: &Found, args: &ExecArgs) -> Result<Plan<ExecStep>, Error
         if args.tty {
             Op::Console
         } else {
-            Op::NewSession
+            Op::Process(PlanOp::NewSession)
         },
     );
-    push(Child, Op::Chdir(workdir));
-    push(Child, Op::DropCapabilities);
-    if let Some(user) = user {
-        push(
-            Child,
-            Op::SetUser {
-                uid: user.uid,
-                gid: user.gid,
-            },
-        );
+    for op in crate::plan::last_steps(&workdir, user) {
+        push(Child, Op::Process(op));
     }
-    push(Child, Op::NoNewPrivileges);
-    push(Child, Op::CloseFds);
     push(
         Child,
         Op::Exec {
@@ -345,12 +324,6 @@ impl Executor<'_> {
                     .expect("known");
                 nix::sched::setns(file.as_fd(), flag).map_err(sys)?;
             }
-            Op::BecomeRoot => {
-                let root_gid = Gid::from_raw(0);
-                let root_uid = Uid::from_raw(0);
-                nix::unistd::setresgid(root_gid, root_gid, root_gid).map_err(sys)?;
-                nix::unistd::setresuid(root_uid, root_uid, root_uid).map_err(sys)?;
-            }
             Op::Fork => self.fork()?,
             Op::JoinCgroup => {
                 use std::io::Write;
@@ -360,25 +333,11 @@ impl Executor<'_> {
                 self.cgroup_procs.clear();
             }
             Op::DeathSignal => nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(sys)?,
-            Op::NewSession => {
-                nix::unistd::setsid().map_err(sys)?;
-            }
             Op::Console => {
                 let (_, theirs) = self.console.take().expect("made before the fork");
                 crate::tty::open_in_container(theirs)?;
             }
-            Op::Chdir(dir) => nix::unistd::chdir(dir.as_path()).map_err(|e| {
-                Error::sys(op.call(), e).hint("-w names a directory inside the container")
-            })?,
-            Op::DropCapabilities => crate::run::drop_capabilities(&crate::security::to_drop())
-                .map_err(|e| Error::setup(format!("{}: {e}", op.call())))?,
-            Op::SetUser { uid, gid } => {
-                nix::unistd::setgroups(&[]).map_err(sys)?;
-                nix::unistd::setgid(Gid::from_raw(*gid)).map_err(sys)?;
-                nix::unistd::setuid(Uid::from_raw(*uid)).map_err(sys)?;
-            }
-            Op::NoNewPrivileges => nix::sys::prctl::set_no_new_privs().map_err(sys)?,
-            Op::CloseFds => steps::sys::close_on_exec_from(3).map_err(sys)?,
+            Op::Process(op) => crate::run::process_step(op)?,
             Op::Exec { argv, env } => {
                 if let Err(e) = self.supervision.release_in_child() {
                     return Err(Error::sys("sigprocmask", e));

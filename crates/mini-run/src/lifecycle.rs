@@ -299,7 +299,7 @@ pub fn ps(all: bool, quiet: bool, p: Palette) -> String {
             },
         ]);
     }
-    table(&rows, p)
+    steps::table::columns(&rows, p)
 }
 
 fn shorten(text: &str, most: usize) -> String {
@@ -308,29 +308,6 @@ fn shorten(text: &str, most: usize) -> String {
     }
     let kept: String = text.chars().take(most - 1).collect();
     format!("\"{kept}…\"")
-}
-
-fn table<const N: usize>(rows: &[[String; N]], p: Palette) -> String {
-    let widths: Vec<usize> = (0..N)
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut text = String::new();
-    for (n, row) in rows.iter().enumerate() {
-        let line = row
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
-            .collect::<Vec<_>>()
-            .join("   ");
-        let line = line.trim_end();
-        text.push_str(&if n == 0 {
-            p.bold(line)
-        } else {
-            line.to_string()
-        });
-        text.push('\n');
-    }
-    text
 }
 
 /// `mini-run logs`: what the container's command wrote; with `follow`,

@@ -690,6 +690,26 @@ impl<'a> Cgroups<'a> {
     }
 }
 
+/// The last steps of every process that goes into a container, before its
+/// exec: the container's own first process, and each that `exec` starts.
+pub fn last_steps(workdir: &Path, user: Option<crate::container::User>) -> Vec<Op> {
+    let mut steps = vec![
+        Op::DropCapabilities(security::to_drop()),
+        // The working directory is made and entered as root, before the
+        // switch of user, as Docker does: the user may not write to its
+        // parent.
+        Op::Chdir(workdir.to_path_buf()),
+    ];
+    if let Some(user) = user {
+        steps.push(Op::SetUser {
+            uid: user.uid,
+            gid: user.gid,
+        });
+    }
+    steps.extend([Op::NoNewPrivileges, Op::CloseFds]);
+    steps
+}
+
 /// What `config.json` keeps of the container.
 fn record_of(
     container: &Container,
@@ -1046,21 +1066,9 @@ pub fn run_plan(
             Op::NewSession
         },
     );
-    push(Child, Op::DropCapabilities(security::to_drop()));
-    // The working directory is made and entered as root, before the
-    // switch of user, as Docker does: the user may not write to its parent.
-    push(Child, Op::Chdir(container.workdir.clone()));
-    if let Some(user) = container.user {
-        push(
-            Child,
-            Op::SetUser {
-                uid: user.uid,
-                gid: user.gid,
-            },
-        );
+    for op in last_steps(&container.workdir, container.user) {
+        push(Child, op);
     }
-    push(Child, Op::NoNewPrivileges);
-    push(Child, Op::CloseFds);
     if container.init {
         push(Child, Op::Init);
     }

@@ -320,15 +320,13 @@ impl Executor<'_> {
                     std::process::exit(i32::from(steps::exit::SETUP));
                 }
             }
-            Op::BecomeRoot { groups } => {
-                if *groups {
-                    nix::unistd::setgroups(&[]).map_err(sys)?;
-                }
-                let root_gid = Gid::from_raw(0);
-                let root_uid = Uid::from_raw(0);
-                nix::unistd::setresgid(root_gid, root_gid, root_gid).map_err(sys)?;
-                nix::unistd::setresuid(root_uid, root_uid, root_uid).map_err(sys)?;
-            }
+            Op::BecomeRoot { .. }
+            | Op::NewSession
+            | Op::DropCapabilities(_)
+            | Op::SetUser { .. }
+            | Op::NoNewPrivileges
+            | Op::Chdir(_)
+            | Op::CloseFds => process_step(&step.op)?,
             Op::DeathSignal => {
                 nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(sys)?;
                 // mini-run may have died before the prctl: its end of the
@@ -517,9 +515,6 @@ impl Executor<'_> {
                     Err(e) => return Err(sys(e)),
                 }
             }
-            Op::NewSession => {
-                nix::unistd::setsid().map_err(sys)?;
-            }
             Op::Console => {
                 let socket = self.console.take().expect("made before the clone");
                 tty::open_in_container(socket)?;
@@ -530,34 +525,6 @@ impl Executor<'_> {
                 }
                 nix::unistd::chdir("/").map_err(sys)?;
             }
-            Op::DropCapabilities(drop) => {
-                drop_capabilities(drop).map_err(|e| Error::setup(format!("{}: {e}", call())))?
-            }
-            Op::SetUser { uid, gid } => {
-                nix::unistd::setgroups(&[]).map_err(sys)?;
-                nix::unistd::setgid(Gid::from_raw(*gid)).map_err(sys)?;
-                nix::unistd::setuid(Uid::from_raw(*uid)).map_err(sys)?;
-            }
-            Op::NoNewPrivileges => nix::sys::prctl::set_no_new_privs().map_err(sys)?,
-            Op::Chdir(dir) => {
-                // Docker makes a missing working directory.
-                let _ = std::fs::create_dir_all(dir);
-                nix::unistd::chdir(dir.as_path()).map_err(|e| {
-                    Error::sys(call(), e).hint("-w names a directory inside the container")
-                })?;
-                // As runc does: a directory reached through a descriptor
-                // opened outside would leave the cwd outside the root,
-                // which getcwd(2) reports as unreachable.
-                let inside = nix::unistd::getcwd().is_ok_and(|cwd| cwd.starts_with("/"));
-                if !inside {
-                    return Err(Error::setup(format!(
-                        "{}: the working directory is outside the container",
-                        call()
-                    ))
-                    .hint("-w names a directory inside the container"));
-                }
-            }
-            Op::CloseFds => steps::sys::close_on_exec_from(3).map_err(sys)?,
             Op::Init => self.start_init(call)?,
             Op::Exec { argv, env, .. } => return Err(self.exec(argv, env)),
         }
@@ -956,6 +923,58 @@ impl Executor<'_> {
             .note("undid what was made; nothing is left behind");
         error
     }
+}
+
+/// The steps of a process on its way into a container that need nothing
+/// but the process itself: its ids, session, capabilities and directory.
+/// `run`'s child makes them, and so does each `exec`'s.
+pub(crate) fn process_step(op: &Op) -> Result<(), Error> {
+    let call = || op.call();
+    let sys = |e: Errno| Error::sys(op.call(), e);
+    match op {
+        Op::BecomeRoot { groups } => {
+            if *groups {
+                nix::unistd::setgroups(&[]).map_err(sys)?;
+            }
+            let root_gid = Gid::from_raw(0);
+            let root_uid = Uid::from_raw(0);
+            nix::unistd::setresgid(root_gid, root_gid, root_gid).map_err(sys)?;
+            nix::unistd::setresuid(root_uid, root_uid, root_uid).map_err(sys)?;
+        }
+        Op::NewSession => {
+            nix::unistd::setsid().map_err(sys)?;
+        }
+        Op::DropCapabilities(drop) => {
+            drop_capabilities(drop).map_err(|e| Error::setup(format!("{}: {e}", call())))?
+        }
+        Op::SetUser { uid, gid } => {
+            nix::unistd::setgroups(&[]).map_err(sys)?;
+            nix::unistd::setgid(Gid::from_raw(*gid)).map_err(sys)?;
+            nix::unistd::setuid(Uid::from_raw(*uid)).map_err(sys)?;
+        }
+        Op::NoNewPrivileges => nix::sys::prctl::set_no_new_privs().map_err(sys)?,
+        Op::Chdir(dir) => {
+            // Docker makes a missing working directory.
+            let _ = std::fs::create_dir_all(dir);
+            nix::unistd::chdir(dir.as_path()).map_err(|e| {
+                Error::sys(call(), e).hint("-w names a directory inside the container")
+            })?;
+            // As runc does: a directory reached through a descriptor
+            // opened outside would leave the cwd outside the root,
+            // which getcwd(2) reports as unreachable.
+            let inside = nix::unistd::getcwd().is_ok_and(|cwd| cwd.starts_with("/"));
+            if !inside {
+                return Err(Error::setup(format!(
+                    "{}: the working directory is outside the container",
+                    call()
+                ))
+                .hint("-w names a directory inside the container"));
+            }
+        }
+        Op::CloseFds => steps::sys::close_on_exec_from(3).map_err(sys)?,
+        other => unreachable!("{} is not a process step", other.call()),
+    }
+    Ok(())
 }
 
 /// Removes a container's state directory, and the directories above it

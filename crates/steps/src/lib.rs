@@ -21,6 +21,7 @@ pub mod mountinfo;
 pub mod narrate;
 pub mod process;
 pub mod sys;
+pub mod table;
 pub mod units;
 
 use std::ops::ControlFlow;
