@@ -45,6 +45,12 @@ pub enum Command {
     },
     /// Run a command in a running container: its namespaces, its cgroup,
     /// its capabilities (like docker exec)
+    #[command(
+        after_help = "Exit codes: the command's own status; 125 when mini-run exec itself failed \
+                      (an unknown container and one that is not running included), so that every \
+                      other status is the command's; 126 when the command cannot be run; 127 when \
+                      it is not found."
+    )]
     Exec(ExecArgs),
     /// Show what a container's command wrote (run -d keeps it in a log)
     Logs {
@@ -208,13 +214,13 @@ pub struct RunArgs {
     pub init: bool,
 
     /// Remove the container when it exits; without it, it is kept, for
-    /// mini-run ps -a, logs and inspect, until mini-run rm
+    /// mini-run ps -a and inspect (and logs, with -d), until mini-run rm
     #[arg(long = "rm")]
     pub remove: bool,
 
     /// Run in the background: print the container's id once its command
     /// runs; its output goes to a log (mini-run logs)
-    #[arg(short = 'd', long = "detach", conflicts_with = "tty")]
+    #[arg(short = 'd', long = "detach")]
     pub detach: bool,
 
     /// A name for the container, unique among this user's containers; the

@@ -161,9 +161,9 @@ impl Container {
         if let Some(name) = &args.name {
             crate::record::check_name(name).map_err(Error::usage)?;
         }
-        if args.detach && args.tty {
+        if args.detach && (args.tty || args.interactive) {
             return Err(Error::usage(
-                "-d with -t: mini-run cannot attach to a container later; run -d without -t, then mini-run exec -it ID sh",
+                "-d with -i or -t: a detached container reads nothing, and mini-run cannot attach to it later; run -d without them, then mini-run exec -it ID sh",
             ));
         }
         Ok(Self {

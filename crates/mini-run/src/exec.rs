@@ -263,7 +263,7 @@ pub fn run(plan: &Plan<ExecStep>, narrator: &Narrator) -> Result<Exit, Error> {
             continue;
         }
         narrator.announce(index, plan.len(), step);
-        if let Err(error) = executor.execute(&step.op) {
+        if let Err(error) = executor.execute(step) {
             if executor.here == Side::Child {
                 steps::process::report_and_exit(executor.report.take(), &error);
             }
@@ -278,8 +278,9 @@ pub fn run(plan: &Plan<ExecStep>, narrator: &Narrator) -> Result<Exit, Error> {
 }
 
 impl Executor<'_> {
-    fn execute(&mut self, op: &Op) -> Result<(), Error> {
-        let sys = |e| Error::sys(op.call(), e);
+    fn execute(&mut self, step: &ExecStep) -> Result<(), Error> {
+        let op = &step.op;
+        let sys = |e| Error::sys(step.call(), e);
         match op {
             Op::Open {
                 pid,
@@ -337,7 +338,7 @@ impl Executor<'_> {
                 let (_, theirs) = self.console.take().expect("made before the fork");
                 crate::tty::open_in_container(theirs)?;
             }
-            Op::Process(op) => crate::run::process_step(op)?,
+            Op::Process(op) => crate::run::process_step(op, &step.call())?,
             Op::Exec { argv, env } => {
                 if let Err(e) = self.supervision.release_in_child() {
                     return Err(Error::sys("sigprocmask", e));

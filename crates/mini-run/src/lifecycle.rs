@@ -72,7 +72,7 @@ pub fn not_running_error(found: &Found) -> Error {
 pub(crate) fn not_running(found: &Found) -> Error {
     let why = match &found.status {
         Status::Created => "is still being set up; try again in a moment".to_string(),
-        Status::Dead => {
+        Status::Dead(_) => {
             "is not running: its mini-run was killed (mini-run cleanup gives back what it held)"
                 .to_string()
         }

@@ -54,17 +54,17 @@ fn main() -> ExitCode {
                 Err(error) => ExitCode::from(narrator.report(&error)),
             }
         }
-        Command::Stop { time, containers } => each(containers, &narrator, |found| {
+        Command::Stop { time, containers } => each(containers, &narrator, "stop", |found| {
             mini_run::lifecycle::stop(found, std::time::Duration::from_secs(*time), &narrator)
         }),
         Command::Kill { signal, containers } => match mini_run::lifecycle::parse_signal(signal) {
-            Ok(signal) => each(containers, &narrator, |found| {
+            Ok(signal) => each(containers, &narrator, "kill", |found| {
                 mini_run::lifecycle::kill(found, signal)
             }),
             Err(error) => ExitCode::from(narrator.report(&error)),
         },
         Command::Rm { force, containers } => match cgroup_fs() {
-            Ok(fs) => each(containers, &narrator, |found| {
+            Ok(fs) => each(containers, &narrator, "rm", |found| {
                 mini_run::lifecycle::rm(found, *force, fs.as_deref(), &narrator)
             }),
             Err(error) => ExitCode::from(narrator.report(&error)),
@@ -84,7 +84,9 @@ fn main() -> ExitCode {
                 }
             }
             let text = serde_json::to_string_pretty(&all).unwrap_or_default();
-            println!("{text}");
+            // A reader that went away (inspect | head) is no failure.
+            use std::io::Write;
+            let _ = writeln!(std::io::stdout().lock(), "{text}");
             ExitCode::from(code)
         }
         Command::Stats {
@@ -115,17 +117,32 @@ fn main() -> ExitCode {
 }
 
 /// Does `what` to each container named, saying each one's name as it is
-/// done, as docker does; exits with the first failure's code.
+/// done, as docker does; exits with the first failure's code. With
+/// `--dry-run`, only finds each and says what `verb` would do.
 fn each(
     containers: &[String],
     narrator: &Narrator,
+    verb: &str,
     mut what: impl FnMut(&mini_run::record::Found) -> Result<(), Error>,
 ) -> ExitCode {
     use std::io::Write;
     let mut code = 0;
     for wanted in containers {
-        match mini_run::record::find(wanted).and_then(|found| what(&found)) {
-            Ok(()) => {
+        let done = mini_run::record::find(wanted).and_then(|found| {
+            if !narrator.is_dry_run() {
+                return what(&found).map(|()| true);
+            }
+            let _ = writeln!(
+                std::io::stdout().lock(),
+                "mini-run would {verb} {} ({}); nothing was done (--dry-run)",
+                found.shown(),
+                found.status.describe(mini_run::record::now())
+            );
+            Ok(false)
+        });
+        match done {
+            Ok(false) => {}
+            Ok(true) => {
                 let _ = writeln!(std::io::stdout().lock(), "{wanted}");
             }
             Err(error) => {

@@ -139,7 +139,7 @@ pub enum Status {
     Exited(Started, Exited),
     /// Its mini-run was killed before it could say how the command
     /// ended, or before it ran: `mini-run cleanup` gives back what it held.
-    Dead,
+    Dead(Option<Started>),
 }
 
 impl Status {
@@ -159,7 +159,7 @@ impl Status {
                 exited.code,
                 duration(now.saturating_sub(exited.finished))
             ),
-            Status::Dead => "Dead".into(),
+            Status::Dead(_) => "Dead".into(),
         }
     }
 
@@ -169,7 +169,7 @@ impl Status {
             Status::Created => "created",
             Status::Running(_) => "running",
             Status::Exited(..) => "exited",
-            Status::Dead => "dead",
+            Status::Dead(_) => "dead",
         }
     }
 }
@@ -233,7 +233,7 @@ impl Found {
 
     pub fn started(&self) -> Option<&Started> {
         match &self.status {
-            Status::Running(s) | Status::Exited(s, _) => Some(s),
+            Status::Running(s) | Status::Exited(s, _) | Status::Dead(Some(s)) => Some(s),
             _ => None,
         }
     }
@@ -262,7 +262,7 @@ pub fn load(dir: &Path) -> Option<Found> {
         (_, Some(s), Some(e)) => Status::Exited(s, e),
         (true, Some(s), None) => Status::Running(s),
         (true, None, _) => Status::Created,
-        (false, _, _) => Status::Dead,
+        (false, s, _) => Status::Dead(s),
     };
     Some(Found {
         dir: dir.to_path_buf(),
@@ -271,7 +271,7 @@ pub fn load(dir: &Path) -> Option<Found> {
     })
 }
 
-/// Every container of this caller's, oldest first. The directory of all
+/// Every container of this caller's, newest first. The directory of all
 /// containers is share-locked while they are read: a `run` makes its
 /// directory and locks it under an exclusive lock, so none is seen in
 /// the instant between.
@@ -407,7 +407,7 @@ mod tests {
                 remove: false,
                 userns: None,
             },
-            status: Status::Dead,
+            status: Status::Dead(None),
         }
     }
 

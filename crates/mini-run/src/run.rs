@@ -326,7 +326,7 @@ impl Executor<'_> {
             | Op::SetUser { .. }
             | Op::NoNewPrivileges
             | Op::Chdir(_)
-            | Op::CloseFds => process_step(&step.op)?,
+            | Op::CloseFds => process_step(&step.op, &step.call())?,
             Op::DeathSignal => {
                 nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(sys)?;
                 // mini-run may have died before the prctl: its end of the
@@ -928,9 +928,11 @@ impl Executor<'_> {
 /// The steps of a process on its way into a container that need nothing
 /// but the process itself: its ids, session, capabilities and directory.
 /// `run`'s child makes them, and so does each `exec`'s.
-pub(crate) fn process_step(op: &Op) -> Result<(), Error> {
-    let call = || op.call();
-    let sys = |e: Errno| Error::sys(op.call(), e);
+/// `called` is the step as its plan shows it (`child: chdir("/srv")`),
+/// for the errors.
+pub(crate) fn process_step(op: &Op, called: &str) -> Result<(), Error> {
+    let call = || called.to_string();
+    let sys = |e: Errno| Error::sys(called, e);
     match op {
         Op::BecomeRoot { groups } => {
             if *groups {
