@@ -147,7 +147,7 @@ pub fn run(
         // The clone's child did not make the clone: its parent answers
         // for that step.
         let made_it = !(step.side == Side::Caller && executor.here == Side::Child);
-        match steps::fault::after(index + 1).filter(|_| made_it) {
+        match steps::fault::after("mini-run", index + 1).filter(|_| made_it) {
             None => {}
             Some(steps::fault::Fault::Fail) => {
                 return Err(executor.fail(steps::fault::error(index + 1)));

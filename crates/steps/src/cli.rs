@@ -80,6 +80,7 @@ pub fn parse<P: clap::Parser>(program: &str) -> P {
 /// every small code for the container's own exit status, as `docker run`
 /// does, and says 125 for its own failures, bad usage included.
 pub fn parse_or_exit<P: clap::Parser>(program: &str, code: u8) -> P {
+    crate::fault::running(program);
     match P::try_parse() {
         Ok(parsed) => parsed,
         Err(error) => {

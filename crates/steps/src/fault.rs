@@ -6,6 +6,11 @@
 //! A test walks N over every step and checks that each failure leaves
 //! nothing behind, and that each kill does once the tool's cleanup
 //! command has run. The variable is read once; unset, it costs nothing.
+//!
+//! A tool's plan may run another tool's inside it (mini-run makes its
+//! cgroup with cg-limit's plan): `fail@N` counts the steps of the program
+//! that was started, and `PROGRAM:fail@N` (`cg-limit:fail@3`) those of
+//! the plans of the tool named, wherever they run.
 
 use std::sync::OnceLock;
 
@@ -23,7 +28,16 @@ pub enum Fault {
 /// The variable that asks for a fault.
 pub const VARIABLE: &str = "UNDERHOOD_FAULT";
 
-fn parse(text: &str) -> Option<(Fault, usize)> {
+/// The fault asked for: for which program (none: the one started), what,
+/// after which step.
+type Asked = (Option<String>, Fault, usize);
+
+fn parse(text: &str) -> Option<Asked> {
+    let (program, text) = match text.split_once(':') {
+        Some((program, rest)) if !program.is_empty() => (Some(program.to_string()), rest),
+        Some(_) => return None,
+        None => (None, text),
+    };
     let (what, step) = text.split_once('@')?;
     let fault = match what {
         "fail" => Fault::Fail,
@@ -31,14 +45,28 @@ fn parse(text: &str) -> Option<(Fault, usize)> {
         "int" => Fault::Interrupt,
         _ => return None,
     };
-    Some((fault, step.parse().ok().filter(|n| *n > 0)?))
+    Some((program, fault, step.parse().ok().filter(|n| *n > 0)?))
 }
 
-/// The fault asked for after step `number` (from 1), if any.
-pub fn after(number: usize) -> Option<Fault> {
-    static ASKED: OnceLock<Option<(Fault, usize)>> = OnceLock::new();
+/// The program that was started, which an unnamed fault is for.
+static STARTED: OnceLock<String> = OnceLock::new();
+
+/// Says which program was started (the command line's parser does).
+pub fn running(program: &str) {
+    let _ = STARTED.set(program.to_string());
+}
+
+/// The fault asked for after step `number` (from 1) of a plan of
+/// `program`'s, if any.
+pub fn after(program: &str, number: usize) -> Option<Fault> {
+    static ASKED: OnceLock<Option<Asked>> = OnceLock::new();
     let asked = ASKED.get_or_init(|| std::env::var(VARIABLE).ok().and_then(|v| parse(&v)));
-    asked.and_then(|(fault, step)| (step == number).then_some(fault))
+    let (named, fault, step) = asked.as_ref()?;
+    let for_us = match named {
+        Some(named) => named == program,
+        None => STARTED.get().is_some_and(|started| started == program),
+    };
+    (for_us && *step == number).then_some(*fault)
 }
 
 /// The error an injected failure gives.
@@ -54,10 +82,14 @@ mod tests {
 
     #[test]
     fn the_variable_names_a_fault_and_a_step() {
-        assert_eq!(parse("fail@3"), Some((Fault::Fail, 3)));
-        assert_eq!(parse("kill@12"), Some((Fault::Kill, 12)));
-        assert_eq!(parse("int@2"), Some((Fault::Interrupt, 2)));
-        for bad in ["", "fail", "fail@", "fail@0", "boom@3", "fail@x"] {
+        assert_eq!(parse("fail@3"), Some((None, Fault::Fail, 3)));
+        assert_eq!(parse("kill@12"), Some((None, Fault::Kill, 12)));
+        assert_eq!(parse("int@2"), Some((None, Fault::Interrupt, 2)));
+        assert_eq!(
+            parse("cg-limit:fail@3"),
+            Some((Some("cg-limit".into()), Fault::Fail, 3))
+        );
+        for bad in ["", "fail", "fail@", "fail@0", "boom@3", "fail@x", ":fail@3"] {
             assert_eq!(parse(bad), None, "{bad}");
         }
     }
