@@ -31,7 +31,7 @@ use crate::container::Container;
 /// The keys a spec may have, in the order `--help` lists them.
 pub const KEYS: &[&str] = &[
     "image", "rootfs", "command", "env", "workdir", "user", "hostname", "memory", "cpus", "pids",
-    "volumes", "network", "ports", "init", "tty", "userns",
+    "volumes", "network", "ports", "init", "tty", "userns", "name", "rm",
 ];
 
 /// What `mini-run run --help` says about `-f`.
@@ -53,6 +53,8 @@ A spec file (-f FILE) holds the same options as YAML, one key per flag:
   init: true                      # --init
   tty: true                       # -t
   userns: true                    # --userns
+  name: web                       # --name
+  rm: true                        # --rm
 command is a list, as Docker's exec form: no shell splits it. Relative paths
 (image, rootfs, a volume's host side written ./ or ../) are relative to the
 file's directory. The command line wins: a flag replaces the file's value (an
@@ -82,6 +84,8 @@ pub struct Spec {
     pub init: bool,
     pub tty: bool,
     pub userns: bool,
+    pub name: Option<String>,
+    pub rm: bool,
 }
 
 /// The command line over its `-f` file, or the command line itself.
@@ -177,6 +181,8 @@ impl Spec {
             init: cli.init || self.init,
             tty: cli.tty || self.tty,
             userns: cli.userns || self.userns,
+            name: cli.name.clone().or(self.name),
+            remove: cli.remove || self.rm,
             // Whatever a spec cannot say, the command line says alone.
             ..cli.clone()
         }
@@ -257,6 +263,8 @@ impl SpecVisitor<'_> {
             "init" => spec.init = map.next_value_seed(Scalar::new(SWITCH, switch))?,
             "tty" => spec.tty = map.next_value_seed(Scalar::new(SWITCH, switch))?,
             "userns" => spec.userns = map.next_value_seed(Scalar::new(SWITCH, switch))?,
+            "name" => spec.name = Some(map.next_value_seed(Scalar::new(NAME, name))?),
+            "rm" => spec.rm = map.next_value_seed(Scalar::new(SWITCH, switch))?,
             _ => unreachable!("Key lets only KEYS through"),
         }
         Ok(())
@@ -535,6 +543,7 @@ const ROOTFS: &str = "a directory holding a root filesystem";
 const WORKDIR: &str = "an absolute path inside the container";
 const USER: &str = "UID[:GID], by number";
 const HOST: &str = "a hostname";
+const NAME: &str = "a container name";
 const MEMORY: &str = "a size like 64m";
 const CPUS: &str = "a number of CPUs like 0.5";
 const PIDS: &str = "a number of processes, or max";
@@ -594,6 +603,10 @@ fn user(text: &str) -> Result<String, String> {
 
 fn hostname(text: &str) -> Result<String, String> {
     as_flag("--hostname", text, |a| a.hostname = Some(text.into()))
+}
+
+fn name(text: &str) -> Result<String, String> {
+    as_flag("--name", text, |a| a.name = Some(text.into()))
 }
 
 fn memory(text: &str) -> Result<String, String> {

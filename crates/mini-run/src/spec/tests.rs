@@ -186,7 +186,7 @@ fn an_unknown_key_is_named_with_the_keys_there_are() {
         error("hostname: web\n\nmem_limit: 64m\n"),
         "web.yaml:3:1: unknown field `mem_limit`, expected one of `image`, `rootfs`, \
          `command`, `env`, `workdir`, `user`, `hostname`, `memory`, `cpus`, `pids`, \
-         `volumes`, `network`, `ports`, `init`, `tty`, `userns`"
+         `volumes`, `network`, `ports`, `init`, `tty`, `userns`, `name`, `rm`"
     );
 }
 
