@@ -9,6 +9,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 pub use lab::lesson::Requirement;
+
+pub mod ledger;
 use lab::machine::Machine;
 pub use libtest_mimic::Failed;
 use libtest_mimic::{Arguments, Trial};
@@ -299,10 +301,28 @@ impl Suite {
         for (name, reason) in &self.skipped {
             println!("skipped: {name}: {reason}");
         }
+        // Only root's tests make what the ledger watches; listing the
+        // tests makes nothing.
+        let before = (is_root() && !args.list).then(ledger::Ledger::take);
         let conclusion = libtest_mimic::run(&args, self.trials);
         drop(self.kept);
         if let Some(line) = summary(&conclusion) {
             println!("{line}");
+        }
+        if let Some(before) = before {
+            let after = ledger::Ledger::take();
+            let left = after.since(&before);
+            if !left.is_empty() {
+                println!("leak ledger: the suite left behind:");
+                for line in &left {
+                    println!("  {line}");
+                }
+                std::process::exit(1);
+            }
+            println!(
+                "leak ledger: nothing left behind ({} mounts, links, tables, cgroups, files, sysctls and processes watched)",
+                after.len()
+            );
         }
         conclusion.exit()
     }

@@ -1,0 +1,125 @@
+//! The leak ledger: what a suite could leave on the host, written down
+//! before its tests run and again after, so that whatever is new at the
+//! end is named — a mount, a network link, an nft table, a cgroup or a
+//! state file of the toolkit's, a changed sysctl, a toolkit process still
+//! running. Each test cleans up after itself; the ledger is what proves
+//! it, for every test of the suite at once, also for the tests that
+//! passed.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// Everything watched, one line each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ledger(BTreeSet<String>);
+
+/// The toolkit's programs, whose processes must not outlive a suite.
+const PROGRAMS: [&str; 6] = [
+    "mini-run",
+    "ns-unshare",
+    "cg-limit",
+    "overlay-stack",
+    "veth-bridge",
+    "hog",
+];
+
+/// Files whose value the toolkit may change, and must give back.
+const SYSCTLS: [&str; 3] = [
+    "/proc/sys/net/ipv4/ip_forward",
+    "/proc/sys/kernel/core_pattern",
+    "/proc/sys/net/ipv4/conf/all/route_localnet",
+];
+
+impl Ledger {
+    /// What is there now.
+    pub fn take() -> Self {
+        let mut lines = BTreeSet::new();
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        for line in mountinfo.lines() {
+            let point = line.split(' ').nth(4).unwrap_or("");
+            let fstype = line.split(" - ").nth(1).and_then(|r| r.split(' ').next());
+            lines.insert(format!("mount {point} ({})", fstype.unwrap_or("?")));
+        }
+        for entry in std::fs::read_dir("/sys/class/net")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            lines.insert(format!("link {}", entry.file_name().to_string_lossy()));
+        }
+        if let Ok(out) = std::process::Command::new("nft")
+            .args(["list", "tables"])
+            .output()
+        {
+            for table in String::from_utf8_lossy(&out.stdout).lines() {
+                lines.insert(format!("nft {table}"));
+            }
+        }
+        toolkit_cgroups(Path::new("/sys/fs/cgroup"), false, 8, &mut lines);
+        for dir in ["/run/underhood", "/var/lib/underhood"] {
+            files(Path::new(dir), 4, &mut lines);
+        }
+        for entry in std::fs::read_dir("/tmp").into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("underhood-") {
+                lines.insert(format!("file /tmp/{name}"));
+            }
+        }
+        for sysctl in SYSCTLS {
+            if let Ok(value) = std::fs::read_to_string(sysctl) {
+                lines.insert(format!("sysctl {sysctl} = {}", value.trim()));
+            }
+        }
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let pid = entry.file_name().to_string_lossy().into_owned();
+            if !pid.chars().all(|c| c.is_ascii_digit()) {
+                continue;
+            }
+            let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+            if PROGRAMS.contains(&comm.trim()) {
+                lines.insert(format!("process {} {pid}", comm.trim()));
+            }
+        }
+        Self(lines)
+    }
+
+    /// What is here now and was not in `before`.
+    pub fn since(&self, before: &Ledger) -> Vec<String> {
+        self.0.difference(&before.0).cloned().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// The cgroups at or below a directory named `underhood` (the toolkit's
+/// parents) or `underhood-…` (the bench's), in any hierarchy.
+fn toolkit_cgroups(dir: &Path, inside: bool, depth: usize, lines: &mut BTreeSet<String>) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let ours = inside || name == "underhood" || name.starts_with("underhood-");
+        if ours {
+            lines.insert(format!("cgroup {}", entry.path().display()));
+        }
+        if depth > 0 {
+            toolkit_cgroups(&entry.path(), ours, depth - 1, lines);
+        }
+    }
+}
+
+fn files(dir: &Path, depth: usize, lines: &mut BTreeSet<String>) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        lines.insert(format!("file {}", entry.path().display()));
+        if depth > 0 && entry.file_type().is_ok_and(|t| t.is_dir()) {
+            files(&entry.path(), depth - 1, lines);
+        }
+    }
+}
