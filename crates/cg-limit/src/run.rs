@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg, OFlag};
-use nix::sys::signal::{Signal, kill};
+use nix::sys::signal::{SigSet, Signal, kill};
 use nix::sys::wait::waitpid;
 use nix::unistd::{Pid, getpid, getppid, pipe2};
 use steps::fault::Fault;
@@ -107,6 +107,9 @@ pub fn run(
     // wait, blocked, until the last step before the fork, which then stops
     // the run and undoes it; after the fork they are passed on to the
     // command.
+    // Inside another tool of the toolkit (mini-run makes its cgroups with
+    // this executor), the signals are blocked already: that tool takes them.
+    let outermost = SigSet::thread_get_mask().is_ok_and(|mask| !mask.contains(Signal::SIGINT));
     let supervision = Supervision::start().map_err(|e| Error::sys("sigprocmask", e))?;
     let mut executor = Executor {
         narrator,
@@ -167,8 +170,18 @@ pub fn run(
             left: executor.left,
         }))),
         None => {
-            // `create`: nothing ran, so nothing was deferred to the
-            // command; a signal that came meanwhile takes effect now.
+            // `create`: nothing ran, so there is no command to pass a
+            // Ctrl-C or SIGTERM on to. One that came while the cgroup was
+            // being made stops cg-limit, and the cgroup goes, as before a
+            // run's fork: the user did not get what they asked for.
+            let made_one = executor.made.iter().any(|m| matches!(m, Made::Cgroup(_)));
+            if outermost
+                && made_one
+                && let Err((_, error)) =
+                    executor.stop_if_signalled("the cgroup was ready; it was removed")
+            {
+                return Err(executor.fail(error));
+            }
             let _ = executor.supervision.release_in_child();
             Ok(Outcome::Created {
                 held: executor.lock.take(),
