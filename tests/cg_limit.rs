@@ -132,6 +132,20 @@ fn main() {
         },
     );
     suite.test(
+        "a_fault_after_any_step_of_a_nested_run_leaves_nothing",
+        &[Root],
+        || {
+            // The run makes the cgroup above, and undoes it too; killed, it
+            // leaves it for cleanup, which cannot tell it from a created one.
+            let outer = format!("t-fault-nest-{}", std::process::id());
+            let name = format!("{outer}/inner");
+            walk_faults(
+                &outer,
+                &["--pids", "8", "--name", &name, "--quiet", "--", "true"],
+            )
+        },
+    );
+    suite.test(
         "a_fault_after_any_step_of_create_leaves_nothing",
         &[Root],
         || {
@@ -944,11 +958,11 @@ fn nothing_left(name: &str, after: &str) -> Result<(), Failed> {
     )
 }
 
-/// For every step N of `cg-limit ARGS` (whose cgroup is `name`), as its
-/// dry run numbers them: `fail@N` exits 125 with one line saying so and
-/// leaves nothing; `int@N` stops cg-limit before the command starts, or
-/// the command ends by it or before it, and leaves nothing; `kill@N`
-/// leaves nothing once `cg-limit cleanup NAME` ran.
+/// For every step N of `cg-limit ARGS`, whose cgroup is `name` or below
+/// it, as its dry run numbers them: `fail@N` exits 125 with one line
+/// saying so and leaves nothing; `int@N` stops cg-limit before the command
+/// starts, or the command ends by it or before it, and leaves nothing;
+/// `kill@N` leaves nothing once `cg-limit cleanup NAME` ran.
 fn walk_faults(name: &str, args: &[&str]) -> Result<(), Failed> {
     use std::os::unix::process::ExitStatusExt;
     let _cleaning = CLEANING.lock();
