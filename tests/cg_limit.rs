@@ -120,6 +120,39 @@ fn main() {
         &[Root],
         missing_command,
     );
+    suite.test(
+        "a_fault_after_any_step_of_a_run_leaves_nothing",
+        &[Root],
+        || {
+            let name = format!("t-fault-run-{}", std::process::id());
+            walk_faults(
+                &name,
+                &["--memory", "64m", "--name", &name, "--quiet", "--", "true"],
+            )
+        },
+    );
+    suite.test(
+        "a_fault_after_any_step_of_a_nested_run_leaves_nothing",
+        &[Root],
+        || {
+            // The run makes the cgroup above, and undoes it too; killed, it
+            // leaves it for cleanup, which cannot tell it from a created one.
+            let outer = format!("t-fault-nest-{}", std::process::id());
+            let name = format!("{outer}/inner");
+            walk_faults(
+                &outer,
+                &["--pids", "8", "--name", &name, "--quiet", "--", "true"],
+            )
+        },
+    );
+    suite.test(
+        "a_fault_after_any_step_of_create_leaves_nothing",
+        &[Root],
+        || {
+            let name = format!("t-fault-create-{}", std::process::id());
+            walk_faults(&name, &["create", &name, "--memory", "64m"])
+        },
+    );
     suite.test("dry_run_prints_the_plan_and_touches_nothing", &[], dry_run);
     suite.test(
         "explain_narrates_which_file_gets_which_value",
@@ -168,12 +201,13 @@ fn ensure_gone(name: &str) -> Result<(), Failed> {
 }
 
 /// Removes the cgroup `name` when dropped, if a failing test left it.
-struct Tidy(&'static str);
+struct Tidy<S: AsRef<str>>(S);
 
-impl Drop for Tidy {
+impl<S: AsRef<str>> Drop for Tidy<S> {
     fn drop(&mut self) {
-        if !dirs_of(self.0).is_empty() {
-            let _ = run(cmd("cg-limit").args(["cleanup", self.0]));
+        let name = self.0.as_ref();
+        if !dirs_of(name).is_empty() {
+            let _ = run(cmd("cg-limit").args(["cleanup", name]));
         }
     }
 }
@@ -893,6 +927,102 @@ fn missing_command() -> Result<(), Failed> {
         describe(&output),
     )?;
     ensure_gone("t-missing")
+}
+
+// --- a fault after any step ----------------------------------------------------
+
+/// The numbered calls of `cg-limit ARGS --dry-run`, as printed.
+fn plan_of(args: &[&str]) -> Result<Vec<String>, Failed> {
+    // Before the command's `--`, and after a subcommand: in front of one
+    // it would make the subcommand's name the command to run.
+    let mut dry = args.to_vec();
+    let at = dry.iter().position(|a| *a == "--").unwrap_or(dry.len());
+    dry.insert(at, "--dry-run");
+    let output = run(cmd("cg-limit").args(dry))?;
+    ensure(output.status.success(), describe(&output))?;
+    Ok(stdout(&output)
+        .lines()
+        .filter_map(|line| {
+            let (number, call) = line.trim_start().split_once(". ")?;
+            number.parse::<usize>().ok().map(|_| call.to_string())
+        })
+        .collect())
+}
+
+/// Fails unless no cgroup directory named `name` is left in any hierarchy.
+fn nothing_left(name: &str, after: &str) -> Result<(), Failed> {
+    let left = support::cgroups_named(name);
+    ensure(
+        left.is_empty(),
+        format!("{after}: cgroup {name} was left behind: {left:?}"),
+    )
+}
+
+/// For every step N of `cg-limit ARGS`, whose cgroup is `name` or below
+/// it, as its dry run numbers them: `fail@N` exits 125 with one line
+/// saying so and leaves nothing; `int@N` stops cg-limit before the command
+/// starts, or the command ends by it or before it, and leaves nothing;
+/// `kill@N` leaves nothing once `cg-limit cleanup NAME` ran.
+fn walk_faults(name: &str, args: &[&str]) -> Result<(), Failed> {
+    use std::os::unix::process::ExitStatusExt;
+    let _cleaning = CLEANING.lock();
+    let _tidy = Tidy(name.to_string());
+    let steps = plan_of(args)?;
+    ensure(steps.len() >= 5, format!("a plan of {} steps", steps.len()))?;
+    let variable = steps::fault::VARIABLE;
+    let fork = steps.iter().position(|s| s == "fork()");
+    for (index, step) in steps.iter().enumerate() {
+        let n = index + 1;
+        let after = |fault: &str| format!("{fault}@{n}, after {step}");
+        // The command replaced the child at its exec: no fault comes
+        // after that step, and the command runs.
+        let runs = step.starts_with("child: execvp(");
+        let faulty = |fault: &str| {
+            let mut command = limited(args);
+            command.env(variable, format!("{fault}@{n}"));
+            command
+        };
+
+        let out = run_for(&mut faulty("fail"), 60)?;
+        let said = format!("cg-limit: injected failure after step {n} ({variable}=fail@{n})");
+        let failed = out.status.code() == Some(125) && stderr(&out) == format!("{said}\n");
+        ensure(
+            failed || (runs && out.status.success()),
+            format!("{}\n{}", after("fail"), describe(&out)),
+        )?;
+        nothing_left(name, &after("fail"))?;
+
+        // Before the fork, SIGINT stops cg-limit; after it, it is passed
+        // on to the command, which ends by it or has ended already.
+        let out = run_for(&mut faulty("int"), 60)?;
+        let stopped = shell_status(&out) == 130
+            && stderr(&out).starts_with("cg-limit: SIGINT arrived before ");
+        let ok = match fork {
+            Some(fork) if index >= fork => stopped || matches!(shell_status(&out), 0 | 130),
+            _ => stopped,
+        };
+        ensure(ok, format!("{}\n{}", after("int"), describe(&out)))?;
+        nothing_left(name, &after("int"))?;
+
+        // A lock dies with its last holder: a child still on its way out
+        // may hold it a moment longer, and cleanup then keeps the cgroup.
+        let out = run_for(&mut faulty("kill"), 60)?;
+        ensure(
+            out.status.signal() == Some(9) || (runs && out.status.success()),
+            format!("{}\n{}", after("kill"), describe(&out)),
+        )?;
+        let mut cleanup = None;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !support::cgroups_named(name).is_empty() && Instant::now() < deadline {
+            cleanup = Some(run(cmd("cg-limit").args(["cleanup", name]))?);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        nothing_left(name, &after("kill")).map_err(|e| match &cleanup {
+            Some(out) => format!("{e:?}\ncg-limit cleanup {name}: {}", describe(out)).into(),
+            None => e,
+        })?;
+    }
+    Ok(())
 }
 
 fn dry_run() -> Result<(), Failed> {

@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg, OFlag};
-use nix::sys::signal::{Signal, kill};
+use nix::sys::signal::{SigSet, Signal, kill};
 use nix::sys::wait::waitpid;
 use nix::unistd::{Pid, getpid, getppid, pipe2};
+use steps::fault::Fault;
 use steps::process::{Exit, Supervision};
 use steps::sys::{Fork, fork};
 use steps::{Error, Narrator, Plan, Step};
@@ -106,6 +107,9 @@ pub fn run(
     // wait, blocked, until the last step before the fork, which then stops
     // the run and undoes it; after the fork they are passed on to the
     // command.
+    // Inside another tool of the toolkit (mini-run makes its cgroups with
+    // this executor), the signals are blocked already: that tool takes them.
+    let outermost = SigSet::thread_get_mask().is_ok_and(|mask| !mask.contains(Signal::SIGINT));
     let supervision = Supervision::start().map_err(|e| Error::sys("sigprocmask", e))?;
     let mut executor = Executor {
         narrator,
@@ -146,6 +150,12 @@ pub fn run(
             if let Err((_, error)) = result {
                 return Err(executor.fail(error));
             }
+            // The fork's child did not make the fork: its parent answers
+            // for that step.
+            let made_it = !(step.side == Side::Caller && executor.here == Side::Child);
+            if let Some(fault) = steps::fault::after("cg-limit", index + 1).filter(|_| made_it) {
+                executor.inject(fault, index + 1)?;
+            }
         }
         index += 1;
     }
@@ -160,8 +170,18 @@ pub fn run(
             left: executor.left,
         }))),
         None => {
-            // `create`: nothing ran, so nothing was deferred to the
-            // command; a signal that came meanwhile takes effect now.
+            // `create`: nothing ran, so there is no command to pass a
+            // Ctrl-C or SIGTERM on to. One that came while the cgroup was
+            // being made stops cg-limit, and the cgroup goes, as before a
+            // run's fork: the user did not get what they asked for.
+            let made_one = executor.made.iter().any(|m| matches!(m, Made::Cgroup(_)));
+            if outermost
+                && made_one
+                && let Err((_, error)) =
+                    executor.stop_if_signalled("the cgroup was ready; it was removed")
+            {
+                return Err(executor.fail(error));
+            }
             let _ = executor.supervision.release_in_child();
             Ok(Outcome::Created {
                 held: executor.lock.take(),
@@ -341,20 +361,27 @@ impl Executor<'_> {
         Ok(())
     }
 
-    fn fork(&mut self, call: impl Fn() -> String) -> Result<(), Failure> {
-        if let Some(signal) = self
+    /// An error if SIGINT, SIGTERM or SIGHUP came, blocked, before
+    /// `before`.
+    fn stop_if_signalled(&self, before: &str) -> Result<(), Failure> {
+        match self
             .supervision
             .take_pending()
             .map_err(|e| failed(e, Error::sys("signalfd", e)))?
         {
-            return Err(failed(
+            Some(signal) => Err(failed(
                 Errno::EINTR,
                 Error::with_code(
-                    format!("{signal} arrived before the command started; it was not run"),
+                    format!("{signal} arrived before {before}"),
                     128 + signal as u8,
                 ),
-            ));
+            )),
+            None => Ok(()),
         }
+    }
+
+    fn fork(&mut self, call: impl Fn() -> String) -> Result<(), Failure> {
+        self.stop_if_signalled("the command started; it was not run")?;
         self.parent_lock = None;
         let (read, write) =
             pipe2(OFlag::O_CLOEXEC).map_err(|e| failed(e, Error::sys("pipe2", e)))?;
@@ -432,6 +459,30 @@ impl Executor<'_> {
             peaks.push((Peak::Pids, dir.join("pids.current")));
         }
         peaks
+    }
+
+    /// `UNDERHOOD_FAULT` after step `number`, for the reliability tests
+    /// (see [`steps::fault`]). A failure takes the path a real one of the
+    /// step would. SIGKILL and SIGINT go to cg-limit itself, the process
+    /// that started the plan, also from the child, as `kill` from another
+    /// terminal would send them; the child, whose command never started,
+    /// goes with a killed cg-limit (its death signal would end it anyway).
+    fn inject(&mut self, fault: Fault, number: usize) -> Result<(), Error> {
+        match fault {
+            Fault::Fail => return Err(self.fail(steps::fault::error(number))),
+            Fault::Kill => {
+                let _ = kill(self.caller, Signal::SIGKILL);
+                if self.here == Side::Child {
+                    let _ = kill(getpid(), Signal::SIGKILL);
+                }
+            }
+            // Blocked until the fork, or passed on to the command after
+            // it, like any SIGINT cg-limit gets.
+            Fault::Interrupt => {
+                let _ = kill(self.caller, Signal::SIGINT);
+            }
+        }
+        Ok(())
     }
 
     /// Undoes what was made, in reverse, and gives back the error. In the
