@@ -10,6 +10,10 @@ use std::ops::ControlFlow;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::getpid;
+use steps::fault::Fault;
+use steps::process::Supervision;
 use steps::{Chapter, Error, Narrator, Plan, Step, chapter};
 
 use crate::alloc::{Leases, Subnet};
@@ -815,15 +819,68 @@ struct Undo {
 }
 
 /// Makes a plan's requests; when one fails, deletes the links it made
-/// and gives back the address it took.
+/// and gives back the address it took. Signals are the caller's business
+/// (mini-run runs these plans with its own).
 pub fn execute(plan: &Plan<Op>, narrator: &Narrator) -> Result<(), Error> {
+    execute_until(plan, narrator, None)
+}
+
+/// [`execute`], for the veth-bridge command: a SIGINT, SIGTERM or SIGHUP
+/// that arrives while a step runs (held back by `held`, blocked since
+/// [`Supervision::start`]) stops the run after that step, and what it
+/// made is taken back as for a failure: a Ctrl-C never leaves half a
+/// bridge or half a connection.
+pub fn execute_or_stop(
+    plan: &Plan<Op>,
+    narrator: &Narrator,
+    held: &Supervision,
+) -> Result<(), Error> {
+    execute_until(plan, narrator, Some(held))
+}
+
+/// What comes between step `number` (from 1) and the next: a fault a
+/// test asked for (see [`steps::fault`]), or a signal that stops the run.
+fn after_step(number: usize, held: Option<&Supervision>) -> Result<(), Error> {
+    match steps::fault::after("veth-bridge", number) {
+        None => {}
+        Some(Fault::Fail) => return Err(steps::fault::error(number)),
+        // As kill -9 would: no undo runs.
+        Some(Fault::Kill) => drop(kill(getpid(), Signal::SIGKILL)),
+        // As a Ctrl-C would; held back, it is taken just below.
+        Some(Fault::Interrupt) => drop(kill(getpid(), Signal::SIGINT)),
+    }
+    let Some(held) = held else {
+        return Ok(());
+    };
+    match held
+        .take_pending()
+        .map_err(|e| Error::sys("signalfd(SIGINT|SIGTERM|SIGHUP)", e))?
+    {
+        None => Ok(()),
+        Some(signal) => Err(Error::with_code(
+            format!(
+                "stopped by {} after step {number}; what it had made is taken back",
+                signal.as_str()
+            ),
+            128u8.wrapping_add(signal as u8),
+        )),
+    }
+}
+
+fn execute_until(
+    plan: &Plan<Op>,
+    narrator: &Narrator,
+    held: Option<&Supervision>,
+) -> Result<(), Error> {
     let host = Netlink::open()?;
+    let mut number = 0;
     let mut inside: Option<(PathBuf, Netlink)> = None;
     let mut leased: Option<Ipv4Addr> = None;
     let mut undo = Undo::default();
     // Held from the first nft step to the end, undo included.
     let mut lock: Option<steps::lock::DirLock> = None;
     let result = plan.execute(narrator, |op| {
+        number += 1;
         if op.is_nft() && lock.is_none() {
             lock = Some(nft::lock()?);
         }
@@ -961,6 +1018,7 @@ pub fn execute(plan: &Plan<Op>, narrator: &Narrator) -> Result<(), Error> {
                 }
             }
         }
+        after_step(number, held)?;
         Ok(ControlFlow::<()>::Continue(()))
     });
     if result.is_err() {
