@@ -647,20 +647,29 @@ fn delete_rules(plan: &mut Plan<Op>, table: &Table, select: Select) -> Table {
 }
 
 /// With the last rule gone, the table goes, and forwarding goes back off
-/// if the toolkit turned it on.
+/// if the toolkit turned it on. Also with no table: a run killed before
+/// it made its table (or its first rule) leaves forwarding on.
 fn tidy_table(plan: &mut Plan<Op>, after: &Table) {
-    if after.exists && after.rules.is_empty() {
+    if !after.rules.is_empty() {
+        return;
+    }
+    if after.exists {
         plan.push(Op::NftDeleteTableIfEmpty);
-        if nft::forwarding_mark().exists() {
-            plan.push(Op::RestoreForwarding);
-        }
+    }
+    if nft::forwarding_mark().exists() {
+        plan.push(Op::RestoreForwarding);
     }
 }
 
 /// With no port published on it any more, a bridge needs neither
 /// route_localnet nor the guard that goes with it.
 fn unguard_if_unpublished(plan: &mut Plan<Op>, bridge: &Bridge, after: &Table) -> Table {
-    if after.published().iter().any(|p| p.bridge == bridge.name) || !after.guarded(&bridge.name) {
+    // route_localnet on without the guard: a publish killed between them.
+    let localnet = format!("/proc/sys/net/ipv4/conf/{}/route_localnet", bridge.name);
+    let routed = std::fs::read_to_string(localnet).is_ok_and(|v| v.trim() == "1");
+    if after.published().iter().any(|p| p.bridge == bridge.name)
+        || !(after.guarded(&bridge.name) || routed)
+    {
         return after.clone();
     }
     plan.push(Op::Sysctl {
@@ -704,15 +713,13 @@ pub fn nat_on(bridge: &Bridge, table: &Table) -> Option<Plan<Op>> {
     Some(plan)
 }
 
-/// `nat BRIDGE off`. `None` when it is off already.
+/// `nat BRIDGE off`. `None` when it is off already, and no `nat on`
+/// that was killed half-way left a table without rules or forwarding on.
 pub fn nat_off(bridge: &Bridge, table: &Table) -> Option<Plan<Op>> {
-    if !table.nat_on(&bridge.name) {
-        return None;
-    }
     let mut plan = Plan::new();
     let rest = delete_rules(&mut plan, table, Select::Nat(bridge.name.clone()));
     tidy_table(&mut plan, &rest);
-    Some(plan)
+    (!plan.is_empty()).then_some(plan)
 }
 
 /// `publish BRIDGE HOSTPORT:CTRPORT --to ADDR`.
@@ -792,16 +799,19 @@ pub fn unpublish(
         host_port,
         proto,
     };
-    if !table.rules.iter().any(|r| select.matches(r)) {
+    let mut plan = Plan::new();
+    let rest = delete_rules(&mut plan, table, select);
+    let rest = unguard_if_unpublished(&mut plan, bridge, &rest);
+    tidy_table(&mut plan, &rest);
+    // With none of the port's rules, the plan still takes back what a
+    // publish killed before its first rule left: the guard,
+    // route_localnet, the table, forwarding.
+    if plan.is_empty() {
         return Err(Error::usage(format!(
             "port {host_port}/{proto} is not published on {}; see veth-bridge show",
             bridge.name
         )));
     }
-    let mut plan = Plan::new();
-    let rest = delete_rules(&mut plan, table, select);
-    let rest = unguard_if_unpublished(&mut plan, bridge, &rest);
-    tidy_table(&mut plan, &rest);
     Ok(plan)
 }
 
@@ -809,6 +819,8 @@ pub fn unpublish(
 #[derive(Debug, Default)]
 struct Undo {
     links: Vec<String>,
+    /// Links inside a namespace that were down (its lo), to put down again.
+    brought_up: Vec<(Netns, u32)>,
     lease: Option<(PathBuf, Ipv4Addr)>,
     leases_dir: Option<PathBuf>,
     /// The comments of the rules added.
@@ -881,7 +893,9 @@ fn execute_until(
     let mut lock: Option<steps::lock::DirLock> = None;
     let result = plan.execute(narrator, |op| {
         number += 1;
-        if op.is_nft() && lock.is_none() {
+        // Forwarding too: it goes off only while the table holds no rule.
+        let shared = op.is_nft() || matches!(op, Op::EnableForwarding | Op::RestoreForwarding);
+        if shared && lock.is_none() {
             lock = Some(nft::lock()?);
         }
         match op {
@@ -912,7 +926,12 @@ fn execute_until(
                     None => &host,
                 };
                 let index = must_exist(nl, link)?;
+                let was_down =
+                    netns.is_some() && nl.links()?.iter().any(|l| l.index == index && !l.up);
                 nl.set_up(index)?;
+                if let (true, Some(netns)) = (was_down, netns) {
+                    undo.brought_up.push((netns.clone(), index));
+                }
             }
             Op::MakeLeases { dir } => {
                 std::fs::create_dir_all(dir)
@@ -976,16 +995,18 @@ fn execute_until(
             }
             Op::EnableForwarding => {
                 if !nft::forwarding() {
-                    write_sysctl(Path::new(nft::FORWARDING), "1")?;
-                    undo.forwarding = true;
+                    // The mark first: killed between the two, the toolkit
+                    // still knows that forwarding is its to turn off.
                     let mark = nft::forwarding_mark();
                     std::fs::write(&mark, "")
                         .map_err(|e| Error::io(format!("write(\"{}\")", mark.display()), &e))?;
+                    undo.forwarding = true;
+                    write_sysctl(Path::new(nft::FORWARDING), "1")?;
                 }
             }
             Op::RestoreForwarding => {
                 let mark = nft::forwarding_mark();
-                if mark.exists() {
+                if mark.exists() && nft::list()?.rules.is_empty() {
                     write_sysctl(Path::new(nft::FORWARDING), "0")?;
                     let _ = std::fs::remove_file(mark);
                 }
@@ -1025,6 +1046,11 @@ fn execute_until(
         for name in undo.links.iter().rev() {
             if let Ok(Some(index)) = host.link_index(name) {
                 let _ = host.delete_link(index);
+            }
+        }
+        for (netns, index) in &undo.brought_up {
+            if let Ok(nl) = netlink_in(&mut inside, netns) {
+                let _ = nl.set_down(*index);
             }
         }
         if let Some((dir, addr)) = undo.lease.clone() {
