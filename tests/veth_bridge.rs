@@ -69,6 +69,31 @@ fn main() {
         &["ip", "unshare", "nsenter"],
         failed_publish,
     );
+    for (name, walk) in [
+        (
+            "a_fault_after_any_step_of_bridge_add_leaves_nothing",
+            faults_in_bridge_add as fn() -> _,
+        ),
+        (
+            "a_fault_after_any_step_of_connect_leaves_nothing",
+            faults_in_connect,
+        ),
+        (
+            "a_fault_after_any_step_of_nat_on_leaves_nothing",
+            faults_in_nat_on,
+        ),
+        (
+            "a_fault_after_any_step_of_publish_leaves_nothing",
+            faults_in_publish,
+        ),
+    ] {
+        suite.test_with_tools(
+            name,
+            &[Root, Nft],
+            &["ip", "unshare", "nsenter", "nft"],
+            walk,
+        );
+    }
     suite.test(
         "dry_run_shows_each_request_beside_its_ip_command",
         &[],
@@ -708,4 +733,252 @@ fn dry_run() -> Result<(), Failed> {
             && text.contains("ip addr add 10.208.0.1/24 dev ubdry"),
         describe(&out),
     )
+}
+
+/// A network and mount namespace of the test's own, with a tmpfs over
+/// /run, held by a sleeping process: its links, routes, firewall and
+/// sysctls, veth-bridge's leases and marks under /run, and the
+/// "containers'" namespaces (bound on files in that /run) all go with it
+/// when it is dropped. Nothing of the machine's is seen or changed.
+struct OwnNetwork {
+    holder: support::ChildGuard,
+}
+
+impl OwnNetwork {
+    fn new() -> Result<Self, Failed> {
+        use std::io::BufRead;
+        let mut holder = support::spawn_group(
+            Command::new("unshare")
+                .args(["--net", "--mount", "--propagation", "private", "sh", "-c"])
+                .arg(
+                    "mount -t tmpfs sandbox /run && ip link set lo up && \
+                     echo 0 > /proc/sys/net/ipv4/ip_forward && echo ready && exec sleep 100000",
+                )
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null()),
+        )?;
+        let mut line = String::new();
+        std::io::BufReader::new(holder.0.stdout.take().ok_or("no stdout")?).read_line(&mut line)?;
+        ensure_eq(line.trim(), "ready", "the sandbox's set-up")?;
+        Ok(Self { holder })
+    }
+
+    /// `nsenter` into the sandbox's network and mount namespaces.
+    fn enter(&self) -> Command {
+        let mut command = Command::new("nsenter");
+        command
+            .arg(format!("--target={}", self.holder.0.id()))
+            .args(["--net", "--mount"])
+            .env("LC_ALL", "C");
+        command
+    }
+
+    fn exec(&self, args: &[&str]) -> Result<Output, Failed> {
+        support::run_for(self.enter().args(args), 60)
+    }
+
+    fn sh(&self, script: &str) -> Result<String, Failed> {
+        Ok(stdout(&ok(self.exec(&["sh", "-c", script])?)?))
+    }
+
+    /// veth-bridge ARGS… in the sandbox, with `UNDERHOOD_FAULT=fault`.
+    fn veth_bridge(&self, args: &[&str], fault: Option<&str>) -> Result<Output, Failed> {
+        let mut command = self.enter();
+        command.arg(support::bin("veth-bridge")).args(args);
+        if let Some(fault) = fault {
+            command.env(steps::fault::VARIABLE, fault);
+        }
+        support::run_for(&mut command, 60)
+    }
+
+    /// A new network namespace, bound on /run/SHORT in the sandbox.
+    fn netns(&self, short: &str) -> Result<String, Failed> {
+        let file = format!("/run/{short}");
+        self.sh(&format!("touch {file} && unshare --net={file} true"))?;
+        Ok(file)
+    }
+
+    /// Everything a veth-bridge command can make or change in the sandbox
+    /// and in the namespaces `inside`, as text to compare: links (name and
+    /// whether up; a bridge's MAC and carrier follow its ports), IPv4
+    /// addresses and routes, the ruleset, the sysctls it writes, and the
+    /// files under /run.
+    fn state(&self, inside: &[&str]) -> Result<String, Failed> {
+        const NETWORK: &str = r#"ip -o link show | sed -E 's/^[0-9]+: ([^:@]+)[^<]*<([^>]*)>.*/\1 <\2>/; s/(LOWER_UP|NO-CARRIER|M-DOWN),?//g; s/,>/>/'
+            ip -4 -o addr show | sed -E 's/^[0-9]+: //; s/ +valid_lft.*//'
+            ip -4 route show table all | sed 's/ linkdown//'"#;
+        let mut text = self.sh(&format!(
+            "{NETWORK}
+            nft list ruleset
+            echo ip_forward=$(cat /proc/sys/net/ipv4/ip_forward)
+            grep -H . /proc/sys/net/ipv4/conf/*/route_localnet
+            find /run | sort"
+        ))?;
+        for netns in inside {
+            text.push_str(&format!("--- in {netns}\n"));
+            let network = self.sh(&format!(
+                "nsenter --net={netns} sh -c '{}'",
+                NETWORK.replace('\'', "'\\''")
+            ))?;
+            // lo's flags count (a failed connect puts it down again), not
+            // the 127.0.0.1 the kernel gave it when it came up, which it
+            // keeps down.
+            for line in network.lines().filter(|l| {
+                let lo_address = l.starts_with("lo ") && l.contains(" inet ");
+                !(lo_address || l.contains(" dev lo "))
+            }) {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+        Ok(text)
+    }
+}
+
+/// One command's walk: its `--dry-run` plan's steps, and for each step N
+/// that fail@N fails with 125 and one line, int@N stops with 130 and one
+/// line, and both leave the sandbox as it was; and that kill@N leaves it
+/// as it was once `cleanup` (the command's inverse) has run. `kill_left`
+/// says, for the steps after which a SIGKILL leaves something that no
+/// command of veth-bridge's takes back, what must be taken back by hand
+/// (the test does, and says so).
+struct Walk<'a> {
+    sandbox: &'a OwnNetwork,
+    command: Vec<&'a str>,
+    cleanup: Vec<&'a str>,
+    inside: Vec<&'a str>,
+    kill_left: &'a dyn Fn(usize) -> Option<&'a str>,
+}
+
+impl Walk<'_> {
+    fn run(&self) -> Result<(), Failed> {
+        let s = self.sandbox;
+        let plan = ok(s.veth_bridge(&[&["--dry-run"], &self.command[..]].concat(), None)?)?;
+        let steps: Vec<String> = stdout(&plan)
+            .lines()
+            .filter(|l| l.chars().nth(3) == Some('.'))
+            .map(String::from)
+            .collect();
+        ensure(!steps.is_empty(), describe(&plan))?;
+        let before = s.state(&self.inside)?;
+        let same = |what: String| -> Result<(), Failed> {
+            let after = s.state(&self.inside)?;
+            ensure(
+                after == before,
+                format!("{what}: left in the sandbox\n--- before\n{before}--- after\n{after}"),
+            )
+        };
+        for n in 1..=steps.len() {
+            let after = &steps[n - 1];
+            for (fault, code, says) in [
+                ("fail", 125, format!("injected failure after step {n}")),
+                ("int", 130, format!("stopped by SIGINT after step {n}")),
+            ] {
+                let out = s.veth_bridge(&self.command, Some(&format!("{fault}@{n}")))?;
+                ensure(
+                    out.status.code() == Some(code)
+                        && stderr(&out).lines().count() == 1
+                        && stderr(&out).contains(&says),
+                    format!("{fault}@{n}, after {after}\n{}", describe(&out)),
+                )?;
+                same(format!("{fault}@{n}, after {after}"))?;
+            }
+            let out = s.veth_bridge(&self.command, Some(&format!("kill@{n}")))?;
+            ensure(
+                std::os::unix::process::ExitStatusExt::signal(&out.status) == Some(9),
+                format!("kill@{n}, after {after}\n{}", describe(&out)),
+            )?;
+            let cleanup = s.veth_bridge(&self.cleanup, None)?;
+            match (self.kill_left)(n) {
+                None => ensure(
+                    cleanup.status.success(),
+                    format!(
+                        "kill@{n}, after {after}: {:?}\n{}",
+                        self.cleanup,
+                        describe(&cleanup)
+                    ),
+                )?,
+                Some(by_hand) => {
+                    eprintln!(
+                        "kill@{n}, after {after}: {:?} leaves what `{by_hand}` takes back",
+                        self.cleanup
+                    );
+                    s.sh(by_hand)?;
+                }
+            }
+            same(format!("kill@{n}, after {after}, then {:?}", self.cleanup))?;
+        }
+        Ok(())
+    }
+}
+
+/// A bridge in a sandbox of its own, and (with `connected`) a namespace
+/// connected to it at 10.208.20.2.
+fn bridge_in_own_network(connected: bool) -> Result<(OwnNetwork, Vec<String>), Failed> {
+    let s = OwnNetwork::new()?;
+    ok(s.veth_bridge(
+        &["bridge", "add", "ub0", "--subnet", "10.208.20.0/24"],
+        None,
+    )?)?;
+    let mut inside = Vec::new();
+    if connected {
+        let one = s.netns("one")?;
+        ok(s.veth_bridge(&["connect", "ub0", "--netns", &one], None)?)?;
+        inside.push(one);
+    }
+    Ok((s, inside))
+}
+
+fn faults_in_bridge_add() -> Result<(), Failed> {
+    let s = OwnNetwork::new()?;
+    // The leases directory, veth-bridge's mark that the bridge is its
+    // own, is made last: killed before it, bridge del refuses the bridge.
+    const MARK: usize = 4;
+    Walk {
+        sandbox: &s,
+        command: vec!["bridge", "add", "ub0", "--subnet", "10.208.20.0/24"],
+        cleanup: vec!["bridge", "del", "ub0"],
+        inside: vec![],
+        kill_left: &|n| (n < MARK).then_some("ip link del ub0"),
+    }
+    .run()
+}
+
+fn faults_in_connect() -> Result<(), Failed> {
+    let (s, _) = bridge_in_own_network(false)?;
+    let one = s.netns("one")?;
+    Walk {
+        sandbox: &s,
+        command: vec!["connect", "ub0", "--netns", &one],
+        cleanup: vec!["disconnect", "ub0", "--netns", &one],
+        inside: vec![&one],
+        // disconnect leaves lo up, after a connect killed or not.
+        kill_left: &|n| (n >= 6).then_some("nsenter --net=/run/one ip link set lo down"),
+    }
+    .run()
+}
+
+fn faults_in_nat_on() -> Result<(), Failed> {
+    let (s, inside) = bridge_in_own_network(true)?;
+    Walk {
+        sandbox: &s,
+        command: vec!["nat", "ub0", "on"],
+        cleanup: vec!["nat", "ub0", "off"],
+        inside: inside.iter().map(String::as_str).collect(),
+        kill_left: &|_| None,
+    }
+    .run()
+}
+
+fn faults_in_publish() -> Result<(), Failed> {
+    let (s, inside) = bridge_in_own_network(true)?;
+    Walk {
+        sandbox: &s,
+        command: vec!["publish", "ub0", "8080:80", "--to", "10.208.20.2"],
+        cleanup: vec!["unpublish", "ub0", "8080"],
+        inside: inside.iter().map(String::as_str).collect(),
+        kill_left: &|_| None,
+    }
+    .run()
 }

@@ -27,7 +27,11 @@ fn run(narrator: &Narrator, plan: &steps::Plan<plan::Op>) -> Result<bool, Error>
         let _ = narrator.print_plan(plan, &mut std::io::stdout().lock());
         return Ok(false);
     }
-    plan::execute(plan, narrator)?;
+    // Held from before the first step: a Ctrl-C between two steps stops
+    // the run there, and what was made is taken back.
+    let held = steps::process::Supervision::start()
+        .map_err(|e| Error::sys("sigprocmask(SIG_BLOCK, SIGINT|SIGTERM|SIGHUP)", e))?;
+    plan::execute_or_stop(plan, narrator, &held)?;
     Ok(true)
 }
 

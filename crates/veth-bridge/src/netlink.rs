@@ -232,6 +232,15 @@ impl Netlink {
             .map_err(|e| self.fail(Request::SetUp(index), e))
     }
 
+    /// Takes a link down (`ip link set DEV down`).
+    pub fn set_down(&self, index: u32) -> Result<(), Error> {
+        let message = LinkUnspec::new_with_index(index).down().build();
+        let set = self.handle.link().set(message);
+        self.runtime
+            .block_on(set.execute())
+            .map_err(|e| self.fail(Request::SetDown(index), e))
+    }
+
     /// Adds an IPv4 address (`ip addr add ADDR/PREFIX dev DEV`). The kernel
     /// adds the route to the subnet itself, once the link is up.
     pub fn add_address(&self, index: u32, addr: Ipv4Addr, prefix: u8) -> Result<(), Error> {
@@ -476,6 +485,7 @@ enum Request<'a> {
         bridge: u32,
     },
     SetUp(u32),
+    SetDown(u32),
     SetHairpin(u32),
     NewAddress {
         index: u32,
@@ -506,6 +516,7 @@ impl fmt::Display for Request<'_> {
                 write!(f, "RTM_SETLINK ifindex {index} master {bridge}")
             }
             Self::SetUp(index) => write!(f, "RTM_SETLINK ifindex {index} up"),
+            Self::SetDown(index) => write!(f, "RTM_SETLINK ifindex {index} down"),
             Self::SetHairpin(index) => {
                 write!(f, "RTM_NEWLINK ifindex {index} bridge port hairpin on")
             }
@@ -555,7 +566,7 @@ impl Request<'_> {
             }
             (SetMaster { .. }, Errno::EOPNOTSUPP) => "the master must be a bridge; see ip -d link",
             (SetMaster { .. }, Errno::ELOOP) => "a bridge cannot be plugged into itself",
-            (SetUp(_) | DelLink(_) | NewAddress { .. }, Errno::ENODEV) => {
+            (SetUp(_) | SetDown(_) | DelLink(_) | NewAddress { .. }, Errno::ENODEV) => {
                 "no link with that ifindex here; see ip link"
             }
             (NewAddress { .. }, Errno::EEXIST) => "the link has that address already; see ip addr",

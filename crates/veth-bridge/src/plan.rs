@@ -10,6 +10,10 @@ use std::ops::ControlFlow;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::getpid;
+use steps::fault::Fault;
+use steps::process::Supervision;
 use steps::{Chapter, Error, Narrator, Plan, Step, chapter};
 
 use crate::alloc::{Leases, Subnet};
@@ -643,20 +647,29 @@ fn delete_rules(plan: &mut Plan<Op>, table: &Table, select: Select) -> Table {
 }
 
 /// With the last rule gone, the table goes, and forwarding goes back off
-/// if the toolkit turned it on.
+/// if the toolkit turned it on. Also with no table: a run killed before
+/// it made its table (or its first rule) leaves forwarding on.
 fn tidy_table(plan: &mut Plan<Op>, after: &Table) {
-    if after.exists && after.rules.is_empty() {
+    if !after.rules.is_empty() {
+        return;
+    }
+    if after.exists {
         plan.push(Op::NftDeleteTableIfEmpty);
-        if nft::forwarding_mark().exists() {
-            plan.push(Op::RestoreForwarding);
-        }
+    }
+    if nft::forwarding_mark().exists() {
+        plan.push(Op::RestoreForwarding);
     }
 }
 
 /// With no port published on it any more, a bridge needs neither
 /// route_localnet nor the guard that goes with it.
 fn unguard_if_unpublished(plan: &mut Plan<Op>, bridge: &Bridge, after: &Table) -> Table {
-    if after.published().iter().any(|p| p.bridge == bridge.name) || !after.guarded(&bridge.name) {
+    // route_localnet on without the guard: a publish killed between them.
+    let localnet = format!("/proc/sys/net/ipv4/conf/{}/route_localnet", bridge.name);
+    let routed = std::fs::read_to_string(localnet).is_ok_and(|v| v.trim() == "1");
+    if after.published().iter().any(|p| p.bridge == bridge.name)
+        || !(after.guarded(&bridge.name) || routed)
+    {
         return after.clone();
     }
     plan.push(Op::Sysctl {
@@ -700,15 +713,13 @@ pub fn nat_on(bridge: &Bridge, table: &Table) -> Option<Plan<Op>> {
     Some(plan)
 }
 
-/// `nat BRIDGE off`. `None` when it is off already.
+/// `nat BRIDGE off`. `None` when it is off already, and no `nat on`
+/// that was killed half-way left a table without rules or forwarding on.
 pub fn nat_off(bridge: &Bridge, table: &Table) -> Option<Plan<Op>> {
-    if !table.nat_on(&bridge.name) {
-        return None;
-    }
     let mut plan = Plan::new();
     let rest = delete_rules(&mut plan, table, Select::Nat(bridge.name.clone()));
     tidy_table(&mut plan, &rest);
-    Some(plan)
+    (!plan.is_empty()).then_some(plan)
 }
 
 /// `publish BRIDGE HOSTPORT:CTRPORT --to ADDR`.
@@ -788,16 +799,19 @@ pub fn unpublish(
         host_port,
         proto,
     };
-    if !table.rules.iter().any(|r| select.matches(r)) {
+    let mut plan = Plan::new();
+    let rest = delete_rules(&mut plan, table, select);
+    let rest = unguard_if_unpublished(&mut plan, bridge, &rest);
+    tidy_table(&mut plan, &rest);
+    // With none of the port's rules, the plan still takes back what a
+    // publish killed before its first rule left: the guard,
+    // route_localnet, the table, forwarding.
+    if plan.is_empty() {
         return Err(Error::usage(format!(
             "port {host_port}/{proto} is not published on {}; see veth-bridge show",
             bridge.name
         )));
     }
-    let mut plan = Plan::new();
-    let rest = delete_rules(&mut plan, table, select);
-    let rest = unguard_if_unpublished(&mut plan, bridge, &rest);
-    tidy_table(&mut plan, &rest);
     Ok(plan)
 }
 
@@ -805,6 +819,8 @@ pub fn unpublish(
 #[derive(Debug, Default)]
 struct Undo {
     links: Vec<String>,
+    /// Links inside a namespace that were down (its lo), to put down again.
+    brought_up: Vec<(Netns, u32)>,
     lease: Option<(PathBuf, Ipv4Addr)>,
     leases_dir: Option<PathBuf>,
     /// The comments of the rules added.
@@ -815,16 +831,71 @@ struct Undo {
 }
 
 /// Makes a plan's requests; when one fails, deletes the links it made
-/// and gives back the address it took.
+/// and gives back the address it took. Signals are the caller's business
+/// (mini-run runs these plans with its own).
 pub fn execute(plan: &Plan<Op>, narrator: &Narrator) -> Result<(), Error> {
+    execute_until(plan, narrator, None)
+}
+
+/// [`execute`], for the veth-bridge command: a SIGINT, SIGTERM or SIGHUP
+/// that arrives while a step runs (held back by `held`, blocked since
+/// [`Supervision::start`]) stops the run after that step, and what it
+/// made is taken back as for a failure: a Ctrl-C never leaves half a
+/// bridge or half a connection.
+pub fn execute_or_stop(
+    plan: &Plan<Op>,
+    narrator: &Narrator,
+    held: &Supervision,
+) -> Result<(), Error> {
+    execute_until(plan, narrator, Some(held))
+}
+
+/// What comes between step `number` (from 1) and the next: a fault a
+/// test asked for (see [`steps::fault`]), or a signal that stops the run.
+fn after_step(number: usize, held: Option<&Supervision>) -> Result<(), Error> {
+    match steps::fault::after("veth-bridge", number) {
+        None => {}
+        Some(Fault::Fail) => return Err(steps::fault::error(number)),
+        // As kill -9 would: no undo runs.
+        Some(Fault::Kill) => drop(kill(getpid(), Signal::SIGKILL)),
+        // As a Ctrl-C would; held back, it is taken just below.
+        Some(Fault::Interrupt) => drop(kill(getpid(), Signal::SIGINT)),
+    }
+    let Some(held) = held else {
+        return Ok(());
+    };
+    match held
+        .take_pending()
+        .map_err(|e| Error::sys("signalfd(SIGINT|SIGTERM|SIGHUP)", e))?
+    {
+        None => Ok(()),
+        Some(signal) => Err(Error::with_code(
+            format!(
+                "stopped by {} after step {number}; what it had made is taken back",
+                signal.as_str()
+            ),
+            128u8.wrapping_add(signal as u8),
+        )),
+    }
+}
+
+fn execute_until(
+    plan: &Plan<Op>,
+    narrator: &Narrator,
+    held: Option<&Supervision>,
+) -> Result<(), Error> {
     let host = Netlink::open()?;
+    let mut number = 0;
     let mut inside: Option<(PathBuf, Netlink)> = None;
     let mut leased: Option<Ipv4Addr> = None;
     let mut undo = Undo::default();
     // Held from the first nft step to the end, undo included.
     let mut lock: Option<steps::lock::DirLock> = None;
     let result = plan.execute(narrator, |op| {
-        if op.is_nft() && lock.is_none() {
+        number += 1;
+        // Forwarding too: it goes off only while the table holds no rule.
+        let shared = op.is_nft() || matches!(op, Op::EnableForwarding | Op::RestoreForwarding);
+        if shared && lock.is_none() {
             lock = Some(nft::lock()?);
         }
         match op {
@@ -855,7 +926,12 @@ pub fn execute(plan: &Plan<Op>, narrator: &Narrator) -> Result<(), Error> {
                     None => &host,
                 };
                 let index = must_exist(nl, link)?;
+                let was_down =
+                    netns.is_some() && nl.links()?.iter().any(|l| l.index == index && !l.up);
                 nl.set_up(index)?;
+                if let (true, Some(netns)) = (was_down, netns) {
+                    undo.brought_up.push((netns.clone(), index));
+                }
             }
             Op::MakeLeases { dir } => {
                 std::fs::create_dir_all(dir)
@@ -919,16 +995,18 @@ pub fn execute(plan: &Plan<Op>, narrator: &Narrator) -> Result<(), Error> {
             }
             Op::EnableForwarding => {
                 if !nft::forwarding() {
-                    write_sysctl(Path::new(nft::FORWARDING), "1")?;
-                    undo.forwarding = true;
+                    // The mark first: killed between the two, the toolkit
+                    // still knows that forwarding is its to turn off.
                     let mark = nft::forwarding_mark();
                     std::fs::write(&mark, "")
                         .map_err(|e| Error::io(format!("write(\"{}\")", mark.display()), &e))?;
+                    undo.forwarding = true;
+                    write_sysctl(Path::new(nft::FORWARDING), "1")?;
                 }
             }
             Op::RestoreForwarding => {
                 let mark = nft::forwarding_mark();
-                if mark.exists() {
+                if mark.exists() && nft::list()?.rules.is_empty() {
                     write_sysctl(Path::new(nft::FORWARDING), "0")?;
                     let _ = std::fs::remove_file(mark);
                 }
@@ -961,12 +1039,18 @@ pub fn execute(plan: &Plan<Op>, narrator: &Narrator) -> Result<(), Error> {
                 }
             }
         }
+        after_step(number, held)?;
         Ok(ControlFlow::<()>::Continue(()))
     });
     if result.is_err() {
         for name in undo.links.iter().rev() {
             if let Ok(Some(index)) = host.link_index(name) {
                 let _ = host.delete_link(index);
+            }
+        }
+        for (netns, index) in &undo.brought_up {
+            if let Ok(nl) = netlink_in(&mut inside, netns) {
+                let _ = nl.set_down(*index);
             }
         }
         if let Some((dir, addr)) = undo.lease.clone() {
