@@ -334,9 +334,18 @@ impl KernelLog {
 }
 
 /// The plan that unmounts the overlay at `target`; an error if there is
-/// none there.
+/// none there. A `mount` killed after it made the short layer links but
+/// before it mounted (a SIGKILL, which nothing can undo) left only the
+/// links: then the plan removes them, so `umount` also cleans up after a
+/// mount that never finished.
 pub fn umount_plan(target: &Path) -> Result<Plan<Op>, Error> {
     let Some(mount) = crate::mounts::find(target) else {
+        let links = links_dir(&canonical(target));
+        if !crate::mounts::is_mount_point(target) && links.is_dir() {
+            let mut plan = Plan::new();
+            plan.push(Op::RemoveLinks(links));
+            return Ok(plan);
+        }
         let what = if crate::mounts::is_mount_point(target) {
             "is a mount point, but not an overlay"
         } else if target.exists() {
