@@ -118,6 +118,11 @@ fn main() {
         &[Busybox],
         faults_in_rootfs,
     );
+    suite.test(
+        "an_import_stopped_after_any_step_leaves_nothing",
+        &[],
+        faults_in_import,
+    );
     suite.run();
 }
 
@@ -996,4 +1001,75 @@ fn faults_in_rootfs() -> Result<(), Failed> {
         after_kill: &after_kill,
     })?;
     ensure(walked >= 5, format!("{walked} steps"))
+}
+
+/// A `docker save` tar of one layer holding `/etc/motd`.
+fn one_layer_image(path: &Path) -> Result<(), Failed> {
+    use sha2::Digest;
+    let sha256 = |bytes: &[u8]| format!("{:x}", sha2::Sha256::digest(bytes));
+    let tar_of = |members: &[(&str, &[u8])]| -> Result<Vec<u8>, Failed> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (name, data) in members {
+            let mut header = tar::Header::new_ustar();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_uid(0);
+            header.set_gid(0);
+            header.set_mtime(1_714_557_600);
+            builder.append_data(&mut header, name, *data)?;
+        }
+        Ok(builder.into_inner()?)
+    };
+    let layer = tar_of(&[("etc/motd", b"hello\n")])?;
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{}", sha256(&layer))]},
+    }))?;
+    let config_name = format!("{}.json", sha256(&config));
+    let layer_name = format!("{}/layer.tar", sha256(&layer));
+    let manifest = serde_json::to_vec(&serde_json::json!([
+        {"Config": config_name, "RepoTags": ["one:latest"], "Layers": [layer_name]}
+    ]))?;
+    let image = tar_of(&[
+        (&config_name, &config),
+        (&layer_name, &layer),
+        ("manifest.json", &manifest),
+    ])?;
+    Ok(std::fs::write(path, image)?)
+}
+
+/// `import` of a one-layer image: stopped after any step, neither DEST
+/// nor the staging directory is left. A SIGKILL before the rename leaves
+/// the hidden `.DEST.import-PID`, which no command removes (reported:
+/// issue 9).
+fn faults_in_import() -> Result<(), Failed> {
+    let scratch = scratch();
+    let image = scratch.path().join("one.tar");
+    one_layer_image(&image)?;
+    let images = scratch.path().join("images");
+    std::fs::create_dir(&images)?;
+    let dest = images.join("one");
+    let left_nothing = || {
+        ensure(!dest.exists(), "the image is left")?;
+        let hidden = hidden_in(&images)?;
+        ensure(hidden.is_empty(), format!("left: {hidden:?}"))
+    };
+    let after_kill = |n: usize, steps: &[String]| {
+        if n == steps.len() {
+            ensure(dest.join("layers/1/etc/motd").exists(), "not imported")?;
+            return Ok(std::fs::remove_dir_all(&dest)?);
+        }
+        let hidden = hidden_in(&images)?;
+        ensure(
+            hidden.len() == 1 && hidden[0].starts_with(".one.import-"),
+            format!("left: {hidden:?}"),
+        )?;
+        Ok(std::fs::remove_dir_all(images.join(&hidden[0]))?)
+    };
+    let walked = walk_faults(&Walk {
+        args: vec!["import".into(), image.clone().into(), dest.clone().into()],
+        left_nothing: &left_nothing,
+        after_kill: &after_kill,
+    })?;
+    ensure_eq(walked, 5, "the import's steps")
 }
