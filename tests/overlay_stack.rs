@@ -103,6 +103,26 @@ fn main() {
         umount_not_overlay,
     );
     suite.test("dry_run_makes_nothing", &[], dry_run);
+    suite.test(
+        "a_mount_stopped_after_any_step_leaves_nothing",
+        &[Root, Overlayfs],
+        faults_in_mount,
+    );
+    suite.test(
+        "a_commit_stopped_after_any_step_leaves_nothing",
+        &[],
+        faults_in_commit,
+    );
+    suite.test(
+        "a_rootfs_build_stopped_after_any_step_leaves_nothing",
+        &[Busybox],
+        faults_in_rootfs,
+    );
+    suite.test(
+        "an_import_stopped_after_any_step_leaves_nothing",
+        &[],
+        faults_in_import,
+    );
     suite.run();
 }
 
@@ -696,4 +716,360 @@ fn dry_run() -> Result<(), Failed> {
         ensure(!f.path(made).exists(), format!("--dry-run made {made}"))?;
     }
     Ok(())
+}
+
+// Faults after every step (issue 9): for each command that makes
+// something, the walk takes its --dry-run plan and, for every step N,
+// runs it with UNDERHOOD_FAULT=fail@N, int@N and kill@N.
+
+/// A command walked over the steps of its plan.
+struct Walk<'a> {
+    args: Vec<std::ffi::OsString>,
+    /// Nothing of the command's is left (nor, after a kill, once
+    /// `after_kill` has cleaned up).
+    left_nothing: &'a dyn Fn() -> Result<(), Failed>,
+    /// After kill@N, given N and the plan's steps: the tool's own cleanup,
+    /// and the checks of what a SIGKILL may leave until then.
+    after_kill: &'a AfterKill<'a>,
+}
+
+/// Given N of kill@N and the plan's steps, cleans up and checks.
+type AfterKill<'a> = dyn Fn(usize, &[String]) -> Result<(), Failed> + 'a;
+
+/// The steps of `overlay-stack --dry-run ARGS`, as it numbers them.
+fn planned_steps(args: &[std::ffi::OsString]) -> Result<Vec<String>, Failed> {
+    let output = run(cmd("overlay-stack").arg("--dry-run").args(args))?;
+    ensure(output.status.success(), describe(&output))?;
+    Ok(stdout(&output)
+        .lines()
+        .filter_map(|line| {
+            let (number, call) = line.trim_start().split_once(". ")?;
+            number.parse::<usize>().ok()?;
+            Some(call.to_string())
+        })
+        .collect())
+}
+
+/// fail@N: exit 125 with one line saying so, and nothing left; int@N:
+/// ends by SIGINT, nothing left; kill@N: ends by SIGKILL, and nothing
+/// left once `after_kill` has run. Returns how many steps were walked.
+fn walk_faults(walk: &Walk) -> Result<usize, Failed> {
+    use std::os::unix::process::ExitStatusExt;
+    let steps = planned_steps(&walk.args)?;
+    ensure(!steps.is_empty(), "the plan has no steps")?;
+    let variable = steps::fault::VARIABLE;
+    let with = |fault: String| {
+        let mut command = cmd("overlay-stack");
+        command.args(&walk.args).env(variable, fault);
+        command
+    };
+    for (n, step) in (1..).zip(&steps) {
+        let out = run(&mut with(format!("fail@{n}")))?;
+        let said = format!("overlay-stack: injected failure after step {n} ({variable}=fail@{n})");
+        ensure(
+            out.status.code() == Some(125) && stderr(&out).lines().eq([said.as_str()]),
+            format!("fail@{n}, after {step}\n{}", describe(&out)),
+        )?;
+        (walk.left_nothing)().map_err(|e| {
+            format!(
+                "fail@{n}, after {step}: {}",
+                e.message().unwrap_or_default()
+            )
+        })?;
+
+        let out = run(&mut with(format!("int@{n}")))?;
+        ensure(
+            out.status.signal() == Some(nix::sys::signal::Signal::SIGINT as i32),
+            format!("int@{n}, after {step}\n{}", describe(&out)),
+        )?;
+        (walk.left_nothing)()
+            .map_err(|e| format!("int@{n}, after {step}: {}", e.message().unwrap_or_default()))?;
+
+        let out = run(&mut with(format!("kill@{n}")))?;
+        ensure(
+            out.status.signal() == Some(nix::sys::signal::Signal::SIGKILL as i32),
+            format!("kill@{n}, after {step}\n{}", describe(&out)),
+        )?;
+        (walk.after_kill)(n, &steps).map_err(|e| {
+            format!(
+                "kill@{n}, after {step}: {}",
+                e.message().unwrap_or_default()
+            )
+        })?;
+        (walk.left_nothing)().map_err(|e| {
+            format!(
+                "kill@{n}, after {step}, cleaned up: {}",
+                e.message().unwrap_or_default()
+            )
+        })?;
+    }
+    Ok(steps.len())
+}
+
+/// The paths a plan's `mkdir("…", 0755)` steps make.
+fn planned_dirs(steps: &[String]) -> Vec<PathBuf> {
+    steps
+        .iter()
+        .filter_map(|s| s.strip_prefix("mkdir(\"")?.strip_suffix("\", 0755)"))
+        .map(PathBuf::from)
+        .collect()
+}
+
+/// The short links' directory a plan `chdir()`s to, if it has one.
+fn planned_links(steps: &[String]) -> Option<PathBuf> {
+    steps
+        .iter()
+        .find_map(|s| s.strip_prefix("chdir(\"")?.strip_suffix("\")"))
+        .map(PathBuf::from)
+}
+
+/// `mount` with an upper and a work directory, over one lower layer and
+/// over one too long for a page (through short links): stopped after any
+/// step, it leaves no mount, no directory it made and no links. Killed,
+/// it leaves the stack mounted only after the last step, and before that
+/// the links (for `umount` to remove) and the empty directories the
+/// mount would have made, which a mount run again takes as they are.
+fn faults_in_mount() -> Result<(), Failed> {
+    let f = Fixture::new()?;
+    let long = f.path("layers-with-a-rather-long-directory-name-for-each-layer");
+    let mut many = Vec::new();
+    for i in (0..150).rev() {
+        let layer = long.join(format!("layer-number-{i:04}"));
+        std::fs::create_dir_all(&layer)?;
+        many.push(layer.display().to_string());
+    }
+    for lower in [f.path("lower").display().to_string(), many.join(":")] {
+        let mut args: Vec<std::ffi::OsString> = vec!["mount".into(), "--lower".into()];
+        args.push(lower.into());
+        for (flag, dir) in [("--upper", "made/upper"), ("--work", "made/work")] {
+            args.push(flag.into());
+            args.push(f.path(dir).into());
+        }
+        args.push(f.path("made/merged").into());
+        let _guard = MountGuard(f.path("made/merged"));
+        let steps = planned_steps(&args)?;
+        let links = planned_links(&steps);
+        let umount = || {
+            run(cmd("overlay-stack")
+                .arg("umount")
+                .arg(f.path("made/merged")))
+        };
+        let left_nothing = || {
+            let mounted = mounted_under(f.dir.path());
+            ensure(mounted.is_empty(), format!("still mounted: {mounted:?}"))?;
+            ensure(!f.path("made").exists(), "the directories made are left")?;
+            match &links {
+                Some(links) => ensure(!links.exists(), format!("{} is left", links.display())),
+                None => Ok(()),
+            }
+        };
+        let after_kill = |n: usize, steps: &[String]| {
+            let last = n == steps.len();
+            ensure(
+                mounted_under(f.dir.path()).is_empty() != last,
+                "mounted, and only after the last step",
+            )?;
+            if last || links.as_ref().is_some_and(|l| l.exists()) {
+                let out = umount()?;
+                ensure(out.status.success(), describe(&out))?;
+            }
+            // What is left before the mount: empty directories of the
+            // plan (after it, a stack's own, as any umount leaves them),
+            // and the stack mounts over them as it would have.
+            let planned = planned_dirs(steps);
+            let made = if last {
+                vec![]
+            } else {
+                support::walkdir(&f.path("made"))
+            };
+            for dir in made {
+                ensure(
+                    planned.contains(&dir) && std::fs::read_dir(&dir)?.next().is_none(),
+                    format!(
+                        "{} is left, not an empty directory of the plan",
+                        dir.display()
+                    ),
+                )?;
+            }
+            let again = run(cmd("overlay-stack").args(&args))?;
+            ensure(again.status.success(), describe(&again))?;
+            let out = umount()?;
+            ensure(out.status.success(), describe(&out))?;
+            std::fs::remove_dir_all(f.path("made"))?;
+            Ok(())
+        };
+        let walked = walk_faults(&Walk {
+            args: args.clone(),
+            left_nothing: &left_nothing,
+            after_kill: &after_kill,
+        })?;
+        ensure(
+            walked == if links.is_some() { 6 } else { 4 },
+            format!("{walked} steps: {steps:?}"),
+        )?;
+    }
+    Ok(())
+}
+
+/// Hidden entries beside a command's result: its staging directories.
+fn hidden_in(dir: &Path) -> Result<Vec<String>, Failed> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with('.'))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// `commit`: stopped after any step, no layer and no copy is left. A
+/// SIGKILL before the rename leaves the hidden copy `.NAME.commit-PID`,
+/// which no command removes (reported: issue 9).
+fn faults_in_commit() -> Result<(), Failed> {
+    let f = Fixture::new()?;
+    std::fs::create_dir_all(f.path("upper/etc"))?;
+    std::fs::write(f.path("upper/etc/motd"), "changed\n")?;
+    std::fs::create_dir(f.path("layers"))?;
+    let layer = f.path("layers/committed");
+    let left_nothing = || {
+        ensure(!layer.exists(), "the layer is left")?;
+        let hidden = hidden_in(&f.path("layers"))?;
+        ensure(hidden.is_empty(), format!("left: {hidden:?}"))
+    };
+    let after_kill = |n: usize, steps: &[String]| {
+        if n == steps.len() {
+            ensure(layer.is_dir(), "the commit did not finish")?;
+            return Ok(std::fs::remove_dir_all(&layer)?);
+        }
+        let hidden = hidden_in(&f.path("layers"))?;
+        ensure(
+            hidden.len() == 1 && hidden[0].starts_with(".committed.commit-"),
+            format!("left: {hidden:?}"),
+        )?;
+        Ok(std::fs::remove_dir_all(f.path("layers").join(&hidden[0]))?)
+    };
+    let walked = walk_faults(&Walk {
+        args: vec![
+            "commit".into(),
+            f.path("upper").into(),
+            layer.clone().into(),
+        ],
+        left_nothing: &left_nothing,
+        after_kill: &after_kill,
+    })?;
+    ensure_eq(walked, 2, "the commit's steps")
+}
+
+/// `rootfs DIR`, a new busybox tree: stopped after any step, neither DIR
+/// nor a staging directory is left. Killed before the rename, it leaves
+/// its staging directory, which a later build removes once it is an hour
+/// old (made older here) and its process gone.
+fn faults_in_rootfs() -> Result<(), Failed> {
+    let scratch = scratch();
+    let dir = scratch.path().join("rootfs");
+    let left_nothing = || {
+        ensure(!dir.exists(), "the rootfs is left")?;
+        let hidden = hidden_in(scratch.path())?;
+        ensure(hidden.is_empty(), format!("left: {hidden:?}"))
+    };
+    let after_kill = |n: usize, steps: &[String]| {
+        if n == steps.len() {
+            ensure(dir.join("bin/sh").exists(), "the build did not finish")?;
+            return Ok(std::fs::remove_dir_all(&dir)?);
+        }
+        let hidden = hidden_in(scratch.path())?;
+        ensure(
+            hidden.len() == 1 && hidden[0].starts_with(".rootfs.staging-"),
+            format!("left: {hidden:?}"),
+        )?;
+        let staging = scratch.path().join(&hidden[0]);
+        let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        std::fs::File::open(&staging)?.set_modified(two_hours_ago)?;
+        let plan = run(cmd("overlay-stack").args(["--dry-run", "rootfs"]).arg(&dir))?;
+        ensure(
+            stdout(&plan).contains(&format!("rm -r \"{}\"", staging.display())),
+            format!("the next build does not remove it\n{}", describe(&plan)),
+        )?;
+        let out = run(cmd("overlay-stack").arg("rootfs").arg(&dir))?;
+        ensure(out.status.success(), describe(&out))?;
+        ensure(!staging.exists(), "the next build left it")?;
+        Ok(std::fs::remove_dir_all(&dir)?)
+    };
+    let walked = walk_faults(&Walk {
+        args: vec!["rootfs".into(), dir.clone().into()],
+        left_nothing: &left_nothing,
+        after_kill: &after_kill,
+    })?;
+    ensure(walked >= 5, format!("{walked} steps"))
+}
+
+/// A `docker save` tar of one layer holding `/etc/motd`.
+fn one_layer_image(path: &Path) -> Result<(), Failed> {
+    use sha2::Digest;
+    let sha256 = |bytes: &[u8]| format!("{:x}", sha2::Sha256::digest(bytes));
+    let tar_of = |members: &[(&str, &[u8])]| -> Result<Vec<u8>, Failed> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (name, data) in members {
+            let mut header = tar::Header::new_ustar();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_uid(0);
+            header.set_gid(0);
+            header.set_mtime(1_714_557_600);
+            builder.append_data(&mut header, name, *data)?;
+        }
+        Ok(builder.into_inner()?)
+    };
+    let layer = tar_of(&[("etc/motd", b"hello\n")])?;
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{}", sha256(&layer))]},
+    }))?;
+    let config_name = format!("{}.json", sha256(&config));
+    let layer_name = format!("{}/layer.tar", sha256(&layer));
+    let manifest = serde_json::to_vec(&serde_json::json!([
+        {"Config": config_name, "RepoTags": ["one:latest"], "Layers": [layer_name]}
+    ]))?;
+    let image = tar_of(&[
+        (&config_name, &config),
+        (&layer_name, &layer),
+        ("manifest.json", &manifest),
+    ])?;
+    Ok(std::fs::write(path, image)?)
+}
+
+/// `import` of a one-layer image: stopped after any step, neither DEST
+/// nor the staging directory is left. A SIGKILL before the rename leaves
+/// the hidden `.DEST.import-PID`, which no command removes (reported:
+/// issue 9).
+fn faults_in_import() -> Result<(), Failed> {
+    let scratch = scratch();
+    let image = scratch.path().join("one.tar");
+    one_layer_image(&image)?;
+    let images = scratch.path().join("images");
+    std::fs::create_dir(&images)?;
+    let dest = images.join("one");
+    let left_nothing = || {
+        ensure(!dest.exists(), "the image is left")?;
+        let hidden = hidden_in(&images)?;
+        ensure(hidden.is_empty(), format!("left: {hidden:?}"))
+    };
+    let after_kill = |n: usize, steps: &[String]| {
+        if n == steps.len() {
+            ensure(dest.join("layers/1/etc/motd").exists(), "not imported")?;
+            return Ok(std::fs::remove_dir_all(&dest)?);
+        }
+        let hidden = hidden_in(&images)?;
+        ensure(
+            hidden.len() == 1 && hidden[0].starts_with(".one.import-"),
+            format!("left: {hidden:?}"),
+        )?;
+        Ok(std::fs::remove_dir_all(images.join(&hidden[0]))?)
+    };
+    let walked = walk_faults(&Walk {
+        args: vec!["import".into(), image.clone().into(), dest.clone().into()],
+        left_nothing: &left_nothing,
+        after_kill: &after_kill,
+    })?;
+    ensure_eq(walked, 5, "the import's steps")
 }

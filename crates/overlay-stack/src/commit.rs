@@ -102,25 +102,29 @@ pub fn plan(upper: &Path, layer: &Path) -> Result<Plan<Op>, Error> {
     Ok(plan)
 }
 
-/// Makes the copy and renames it into place; on failure removes the copy.
+/// Makes the copy and renames it into place; on failure removes the copy,
+/// and the new layer too if the plan is stopped after the rename.
 pub fn execute(plan: &Plan<Op>, narrator: &Narrator) -> Result<(), Error> {
-    let mut staging = None;
+    let mut made = None;
+    let mut number = 0;
     let result = plan.execute(narrator, |op| {
         match op {
             Op::Copy { from, to } => {
-                staging = Some(to.clone());
+                made = Some(to.clone());
                 crate::tree::copy(from, to)?;
             }
             Op::Rename { from, to } => {
                 std::fs::rename(from, to)
                     .map_err(|e| Error::setup(format!("{}: {e}", op.call())))?;
-                staging = None;
+                made = Some(to.clone());
             }
         }
+        number += 1;
+        crate::interrupt::after_step(number)?;
         Ok(ControlFlow::<()>::Continue(()))
     });
-    if let (Err(_), Some(staging)) = (&result, staging) {
-        let _ = std::fs::remove_dir_all(staging);
+    if let (Err(_), Some(made)) = (&result, made) {
+        let _ = std::fs::remove_dir_all(made);
     }
     result.map(drop)
 }

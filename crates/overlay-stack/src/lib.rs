@@ -15,6 +15,8 @@
 //! * [`stack`] checks a stack's directories and builds its mount options;
 //! * [`plan`] turns `mount`/`umount` into the [`steps::Plan`] of calls that
 //!   it also executes;
+//! * [`interrupt`] is what may end a plan between two steps: a Ctrl-C,
+//!   or a fault a test injects;
 //! * [`mounts`] reads the overlay mounts back from `/proc/self/mountinfo`;
 //! * [`whiteout`] is the on-disk format of deletions, in overlayfs and in
 //!   image tars;
@@ -27,6 +29,7 @@ pub mod commit;
 pub mod diff;
 pub mod history;
 pub mod image;
+pub mod interrupt;
 pub mod mounts;
 pub mod plan;
 pub mod rootfs;

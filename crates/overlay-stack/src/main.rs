@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use overlay_stack::cli::{self, Cli, Command};
-use overlay_stack::{commit, diff, history, image, mounts, plan, rootfs, tree};
+use overlay_stack::{commit, diff, history, image, interrupt, mounts, plan, rootfs, tree};
 use steps::units::{human, plural};
 use steps::{Error, Narrator};
 
@@ -13,18 +13,28 @@ fn main() -> ExitCode {
     steps::sys::restore_sigpipe();
     let cli: Cli = steps::cli::parse("overlay-stack");
     let narrator = cli.steps.narrator("overlay-stack");
-    match go(&cli, &narrator) {
+    let code = match go(&cli, &narrator) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => ExitCode::from(narrator.report(&error)),
+    };
+    // A Ctrl-C that stopped a plan, now undone, ends overlay-stack as the
+    // shell expects of a program it interrupted: by the signal.
+    match interrupt::stopping_signal() {
+        Some(signal) => steps::process::end_like(steps::process::Exit::Signal(signal)),
+        None => code,
     }
 }
 
-/// Prints the plan and says so when the narrator only plans.
-fn dry_run<S: steps::Step>(narrator: &Narrator, plan: &steps::Plan<S>) -> bool {
+/// Prints the plan and says so when the narrator only plans; else holds
+/// Ctrl-C and the like until the step under way is done, for the executor
+/// to undo the plan instead of leaving half of it.
+fn dry_run<S: steps::Step>(narrator: &Narrator, plan: &steps::Plan<S>) -> Result<bool, Error> {
     if narrator.is_dry_run() {
         let _ = narrator.print_plan(plan, &mut std::io::stdout().lock());
+        return Ok(true);
     }
-    narrator.is_dry_run()
+    interrupt::hold()?;
+    Ok(false)
 }
 
 fn go(cli: &Cli, narrator: &Narrator) -> Result<(), Error> {
@@ -40,13 +50,13 @@ fn go(cli: &Cli, narrator: &Narrator) -> Result<(), Error> {
             }
             let (stack, make) = stack.check()?;
             let plan = plan::mount_plan(&stack, &make);
-            if !dry_run(narrator, &plan) {
+            if !dry_run(narrator, &plan)? {
                 plan::execute(&plan, Some(&stack), narrator)?;
             }
         }
         Command::Umount { target } => {
             let plan = plan::umount_plan(target)?;
-            if !dry_run(narrator, &plan) {
+            if !dry_run(narrator, &plan)? {
                 plan::execute(&plan, None, narrator)?;
             }
         }
@@ -83,7 +93,7 @@ fn go(cli: &Cli, narrator: &Narrator) -> Result<(), Error> {
         }
         Command::Commit { upper, layer } => {
             let plan = commit::plan(upper, layer)?;
-            if !dry_run(narrator, &plan) {
+            if !dry_run(narrator, &plan)? {
                 commit::execute(&plan, narrator)?;
                 let size = tree::size(layer).unwrap_or_default();
                 println!(
@@ -100,7 +110,7 @@ fn go(cli: &Cli, narrator: &Narrator) -> Result<(), Error> {
             let source = rootfs::Source::detect(*from_host)?;
             let dir = dir.clone().unwrap_or_else(rootfs::default_dir);
             let plan = rootfs::plan(&dir, &source)?;
-            if !dry_run(narrator, &plan) {
+            if !dry_run(narrator, &plan)? {
                 match rootfs::build(&plan, narrator)? {
                     rootfs::Built::Made { dir, files } => println!(
                         "built a {} rootfs in {} ({files} files)",
@@ -122,7 +132,7 @@ fn go(cli: &Cli, narrator: &Narrator) -> Result<(), Error> {
                 reference: reference.clone(),
             };
             let plan = image::plan(source, dir, &options)?;
-            if !dry_run(narrator, &plan) {
+            if !dry_run(narrator, &plan)? {
                 let image = image::execute(&plan, narrator)?;
                 if image.dropped_attributes > 0 {
                     eprintln!(

@@ -155,17 +155,31 @@ pub fn mount_plan(stack: &Stack, make: &[PathBuf]) -> Plan<Op> {
     plan
 }
 
-/// What a failed mount must take back.
+/// What a failed mount must take back: the directories and links it
+/// made and, when it fails after the mount itself (stopped by a signal,
+/// or an injected fault), the mount.
 #[derive(Debug, Default)]
 struct Undo {
     dirs: Vec<PathBuf>,
     links: Option<PathBuf>,
+    mounted: Option<PathBuf>,
 }
 
 impl Undo {
     fn run(self) {
+        if let Some(target) = self.mounted {
+            // Ours, and only just made; if something already holds it
+            // busy, it is detached, as umount -l does.
+            let detached = nix::mount::umount2(&target, MntFlags::empty())
+                .or_else(|_| nix::mount::umount2(&target, MntFlags::MNT_DETACH));
+            if detached.is_err() {
+                // Still mounted: removing the directories would remove
+                // files through the mount. Better left as it is.
+                return;
+            }
+        }
         if let Some(links) = self.links {
-            let _ = std::fs::remove_dir_all(links);
+            remove_links(&links);
         }
         for dir in self.dirs.into_iter().rev() {
             let _ = std::fs::remove_dir_all(dir);
@@ -173,11 +187,15 @@ impl Undo {
     }
 }
 
-/// Makes a plan's calls; when one fails, removes what the others made.
+/// Makes a plan's calls; when one fails, or the plan is stopped between
+/// two of them ([`crate::interrupt`]), removes what the others made.
 pub fn execute(plan: &Plan<Op>, stack: Option<&Stack>, narrator: &Narrator) -> Result<(), Error> {
     let mut undo = Undo::default();
+    let mut number = 0;
     let result = plan.execute(narrator, |op| {
         make(op, stack, &mut undo)?;
+        number += 1;
+        crate::interrupt::after_step(number)?;
         Ok(ControlFlow::<()>::Continue(()))
     });
     match result {
@@ -235,9 +253,7 @@ fn make(op: &Op, stack: Option<&Stack>, undo: &mut Undo) -> Result<(), Error> {
                     _ => error,
                 }
             })?;
-            // Mounted: the directories and links now belong to the mount.
-            undo.dirs.clear();
-            undo.links = None;
+            undo.mounted = Some(target.clone());
         }
         Op::Umount(target) => {
             nix::mount::umount2(target, MntFlags::empty()).map_err(|errno| {
@@ -254,15 +270,25 @@ fn make(op: &Op, stack: Option<&Stack>, undo: &mut Undo) -> Result<(), Error> {
         }
         Op::RemoveLinks(dir) => {
             std::fs::remove_dir_all(dir).map_err(io(op.call()))?;
-            // The directories above, once no other stack has links there.
-            for parent in dir.ancestors().skip(1).take(2) {
-                if std::fs::remove_dir(parent).is_err() {
-                    break;
-                }
-            }
+            remove_empty_parents(dir);
         }
     }
     Ok(())
+}
+
+/// A links directory, and the directories above it once no other stack
+/// has links there.
+fn remove_links(dir: &Path) {
+    let _ = std::fs::remove_dir_all(dir);
+    remove_empty_parents(dir);
+}
+
+fn remove_empty_parents(dir: &Path) {
+    for parent in dir.ancestors().skip(1).take(2) {
+        if std::fs::remove_dir(parent).is_err() {
+            break;
+        }
+    }
 }
 
 /// The kernel log from now on: overlayfs explains an `EINVAL` there
@@ -308,9 +334,18 @@ impl KernelLog {
 }
 
 /// The plan that unmounts the overlay at `target`; an error if there is
-/// none there.
+/// none there. A `mount` killed after it made the short layer links but
+/// before it mounted (a SIGKILL, which nothing can undo) left only the
+/// links: then the plan removes them, so `umount` also cleans up after a
+/// mount that never finished.
 pub fn umount_plan(target: &Path) -> Result<Plan<Op>, Error> {
     let Some(mount) = crate::mounts::find(target) else {
+        let links = links_dir(&canonical(target));
+        if !crate::mounts::is_mount_point(target) && links.is_dir() {
+            let mut plan = Plan::new();
+            plan.push(Op::RemoveLinks(links));
+            return Ok(plan);
+        }
         let what = if crate::mounts::is_mount_point(target) {
             "is a mount point, but not an overlay"
         } else if target.exists() {

@@ -405,19 +405,41 @@ struct Progress {
     staging: Option<PathBuf>,
     unpacked: Vec<Unpacked>,
     image: Option<Image>,
+    /// DEST, once renamed into place, and whether it was there (empty)
+    /// before: taken back if the import is stopped after that.
+    committed: Option<(PathBuf, bool)>,
+}
+
+/// Leaves DEST as it was before the import: gone, or empty.
+fn take_back(dest: &Path, was_there: bool) {
+    if !was_there {
+        let _ = std::fs::remove_dir_all(dest);
+        return;
+    }
+    if let Ok(entries) = std::fs::read_dir(dest) {
+        for entry in entries.flatten() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// Runs the plan, narrating each step with `--explain`. On any failure
 /// nothing is left: the staging directory is removed.
 pub fn execute(plan: &Plan<Op>, narrator: &Narrator) -> Result<Image, Error> {
     let mut progress = Progress::default();
+    let mut number = 0;
     let result = plan.execute(narrator, |op| {
         run(op, &mut progress, narrator)?;
+        number += 1;
+        crate::interrupt::after_step(number)?;
         Ok(ControlFlow::<()>::Continue(()))
     });
     if let Err(error) = result {
         if let Some(staging) = progress.staging.take() {
             let _ = std::fs::remove_dir_all(&staging);
+        }
+        if let Some((dest, was_there)) = progress.committed.take() {
+            take_back(&dest, was_there);
         }
         return Err(error);
     }
@@ -474,6 +496,7 @@ fn run(op: &Op, progress: &mut Progress, narrator: &Narrator) -> Result<(), Erro
             Ok(())
         }
         Op::Commit { staging, dest } => {
+            let was_there = dest.exists();
             nix::fcntl::renameat(AT_FDCWD, staging, AT_FDCWD, dest).map_err(|errno| {
                 let error = Error::sys(format!("rename({staging:?}, {dest:?})"), errno);
                 if errno == Errno::ENOTEMPTY || errno == Errno::EEXIST {
@@ -483,6 +506,7 @@ fn run(op: &Op, progress: &mut Progress, narrator: &Narrator) -> Result<(), Erro
                 }
             })?;
             progress.staging = None;
+            progress.committed = Some((dest.clone(), was_there));
             Ok(())
         }
     }

@@ -471,19 +471,41 @@ fn plan_remembering(
 
 /// Executes a plan from [`plan`], narrating each step when the narrator
 /// explains. (For `--dry-run` the caller prints the plan instead.) On an
-/// error the staging directory is removed before the error is returned.
+/// error, or when the build is stopped between two steps
+/// ([`crate::interrupt`]), what it made is taken back before the error is
+/// returned: the staging directory, the parents it made, and a tree it
+/// had already put in place (a replaced rootfs is swapped back, until the
+/// last step has removed it).
 pub fn build(plan: &Plan<Op>, narrator: &Narrator) -> Result<Built, Error> {
     let mut files = 0;
-    let mut staging: Option<PathBuf> = None;
+    let mut made = Made::default();
+    let mut number = 0;
     let outcome = plan.execute(narrator, |op| {
-        // Ours to remove on an error from the moment it is made, but not if
-        // it was there before.
-        if let Op::MakeStaging { staging: made } = op {
-            if !made.exists() {
-                staging = Some(made.clone());
+        match op {
+            // Ours to remove on an error from the moment it is made, but
+            // not if it was there before.
+            Op::MakeStaging { staging } if !staging.exists() => {
+                made.staging = Some(staging.clone());
             }
+            Op::MakeParents { dir } => made.parents = missing_ancestors(dir),
+            _ => {}
         }
-        op.run(narrator, &mut files)
+        let flow = op.run(narrator, &mut files)?;
+        match op {
+            Op::Rename { dir, .. } if flow.is_continue() => made.placed = Some(dir.clone()),
+            // DIR was gone: a plain rename put the tree there.
+            Op::Exchange { staging, dir, .. } if !staging.exists() => {
+                made.placed = Some(dir.clone());
+            }
+            Op::Exchange { staging, dir, .. } => {
+                made.swapped = Some((staging.clone(), dir.clone()));
+            }
+            Op::RemoveOld { .. } => made.swapped = None,
+            _ => {}
+        }
+        number += 1;
+        crate::interrupt::after_step(number)?;
+        Ok(flow)
     });
     match outcome {
         Ok(ControlFlow::Break(built)) => Ok(built),
@@ -491,17 +513,62 @@ pub fn build(plan: &Plan<Op>, narrator: &Narrator) -> Result<Built, Error> {
             dir: target(plan).unwrap_or_default(),
             files,
         }),
-        Err(error) => match staging {
-            Some(staging) if staging.exists() => match std::fs::remove_dir_all(&staging) {
-                Ok(()) => Err(error),
-                Err(e) => Err(error.hint(format!(
-                    "removing the half-built {} failed too ({e}); remove it by hand",
-                    staging.display()
-                ))),
-            },
-            _ => Err(error),
-        },
+        Err(error) => made.take_back(error),
     }
+}
+
+/// What a build has made so far, to take back if it does not finish.
+#[derive(Debug, Default)]
+struct Made {
+    staging: Option<PathBuf>,
+    /// The parents `MakeParents` made, deepest first.
+    parents: Vec<PathBuf>,
+    /// DIR, where the new tree was renamed.
+    placed: Option<PathBuf>,
+    /// The staging path and DIR, their trees swapped: the old one waits
+    /// at the staging path.
+    swapped: Option<(PathBuf, PathBuf)>,
+}
+
+impl Made {
+    fn take_back(self, error: Error) -> Result<Built, Error> {
+        if let Some((staging, dir)) = &self.swapped {
+            // The old tree back at DIR; the new one, now at the staging
+            // path, goes with it below.
+            let _ = nix::fcntl::renameat2(
+                nix::fcntl::AT_FDCWD,
+                staging.as_path(),
+                nix::fcntl::AT_FDCWD,
+                dir.as_path(),
+                nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+            );
+        }
+        let mut left = Vec::new();
+        for tree in self.placed.iter().chain(&self.staging) {
+            match std::fs::remove_dir_all(tree) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => left.push((tree, e)),
+                _ => {}
+            }
+        }
+        for parent in &self.parents {
+            let _ = std::fs::remove_dir(parent);
+        }
+        match left.first() {
+            None => Err(error),
+            Some((tree, e)) => Err(error.hint(format!(
+                "removing the half-built {} failed too ({e}); remove it by hand",
+                tree.display()
+            ))),
+        }
+    }
+}
+
+/// The directories `mkdir -p dir` would make, deepest first.
+fn missing_ancestors(dir: &Path) -> Vec<PathBuf> {
+    dir.ancestors()
+        .take_while(|a| !a.as_os_str().is_empty() && !a.exists())
+        .map(Path::to_path_buf)
+        .collect()
 }
 
 /// The directory a plan builds.
