@@ -76,7 +76,13 @@ impl Ledger {
                 continue;
             }
             let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-            if PROGRAMS.contains(&comm.trim()) {
+            // A zombie is dead already, waiting for its parent (or init)
+            // to reap it.
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            let state = stat
+                .rsplit_once(") ")
+                .and_then(|(_, rest)| rest.chars().next());
+            if PROGRAMS.contains(&comm.trim()) && !matches!(state, Some('Z' | 'X')) {
                 lines.insert(format!("process {} {pid}", comm.trim()));
             }
         }
@@ -86,6 +92,38 @@ impl Ledger {
     /// What is here now and was not in `before`.
     pub fn since(&self, before: &Ledger) -> Vec<String> {
         self.0.difference(&before.0).cloned().collect()
+    }
+
+    /// What is left after `before`, once the processes among it that are
+    /// on their way out (killed by a test, or by their parent's death
+    /// signal) have ended: each is waited for through a pidfd, for at most
+    /// five seconds, and the ledger taken again.
+    pub fn left_after(before: &Ledger) -> Vec<String> {
+        let left = Ledger::take().since(before);
+        let mut waited = false;
+        for line in &left {
+            let Some(pid) = line
+                .strip_prefix("process ")
+                .and_then(|rest| rest.rsplit(' ').next())
+                .and_then(|pid| pid.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            if let Ok(fd) = steps::sys::pidfd_open(nix::unistd::Pid::from_raw(pid)) {
+                use std::os::fd::AsFd;
+                let mut fds = [nix::poll::PollFd::new(
+                    fd.as_fd(),
+                    nix::poll::PollFlags::POLLIN,
+                )];
+                let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(5000u16));
+                waited = true;
+            }
+        }
+        if waited {
+            Ledger::take().since(before)
+        } else {
+            left
+        }
     }
 
     pub fn len(&self) -> usize {

@@ -310,8 +310,8 @@ impl Suite {
             println!("{line}");
         }
         if let Some(before) = before {
+            let left = ledger::Ledger::left_after(&before);
             let after = ledger::Ledger::take();
-            let left = after.since(&before);
             if !left.is_empty() {
                 println!("leak ledger: the suite left behind:");
                 for line in &left {
