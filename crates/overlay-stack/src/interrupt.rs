@@ -21,10 +21,9 @@
 
 use std::sync::OnceLock;
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::getpid;
+use nix::sys::signal::Signal;
 use steps::Error;
-use steps::fault::{self, Fault};
+use steps::fault;
 use steps::process::Supervision;
 
 /// The signals held, once the binary asked for it.
@@ -47,28 +46,15 @@ pub fn hold() -> Result<(), Error> {
 /// After step `number` (from 1) of a plan: an error if a fault asks for a
 /// failure there, or a held signal came; the executor then undoes.
 pub(crate) fn after_step(number: usize) -> Result<(), Error> {
-    match fault::after("overlay-stack", number) {
-        None => {}
-        Some(Fault::Fail) => return Err(fault::error(number)),
-        Some(Fault::Kill) => {
-            let _ = kill(getpid(), Signal::SIGKILL);
-        }
-        Some(Fault::Interrupt) => {
-            let _ = kill(getpid(), Signal::SIGINT);
-        }
-    }
-    let Some(held) = HELD.get() else {
-        return Ok(());
-    };
-    match held.take_pending() {
-        Ok(Some(signal)) => {
+    match fault::between("overlay-stack", number, HELD.get())? {
+        Some(signal) => {
             let _ = STOPPED_BY.set(signal);
             Err(Error::setup(format!(
                 "stopped by {} after step {number}; what the plan had made is undone",
                 signal.as_str()
             )))
         }
-        _ => Ok(()),
+        None => Ok(()),
     }
 }
 

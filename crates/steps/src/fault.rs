@@ -14,6 +14,9 @@
 
 use std::sync::OnceLock;
 
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::getpid;
+
 /// What to do after a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
@@ -67,6 +70,33 @@ pub fn after(program: &str, number: usize) -> Option<Fault> {
         None => STARTED.get().is_some_and(|started| started == program),
     };
     (for_us && *step == number).then_some(*fault)
+}
+
+/// What a tool's executor looks at between step `number` (from 1) of a
+/// plan of `program`'s and the next: first a fault a test asked for there
+/// (a failure is the error; a kill or an interrupt is sent to this
+/// process, as `kill` from another terminal would send it), then a
+/// SIGINT, SIGTERM or SIGHUP that came while `held` held it back. A
+/// signal that came is returned, for the executor to stop and undo.
+pub fn between(
+    program: &str,
+    number: usize,
+    held: Option<&crate::process::Supervision>,
+) -> Result<Option<Signal>, crate::Error> {
+    match after(program, number) {
+        None => {}
+        Some(Fault::Fail) => return Err(error(number)),
+        // As kill -9 would: no undo runs.
+        Some(Fault::Kill) => drop(kill(getpid(), Signal::SIGKILL)),
+        // As a Ctrl-C would; held back, it is taken just below.
+        Some(Fault::Interrupt) => drop(kill(getpid(), Signal::SIGINT)),
+    }
+    match held {
+        None => Ok(None),
+        Some(held) => held
+            .take_pending()
+            .map_err(|e| crate::Error::sys("signalfd(SIGINT|SIGTERM|SIGHUP)", e)),
+    }
 }
 
 /// The error an injected failure gives.

@@ -10,9 +10,6 @@ use std::ops::ControlFlow;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::getpid;
-use steps::fault::Fault;
 use steps::process::Supervision;
 use steps::{Chapter, Error, Narrator, Plan, Step, chapter};
 
@@ -853,21 +850,7 @@ pub fn execute_or_stop(
 /// What comes between step `number` (from 1) and the next: a fault a
 /// test asked for (see [`steps::fault`]), or a signal that stops the run.
 fn after_step(number: usize, held: Option<&Supervision>) -> Result<(), Error> {
-    match steps::fault::after("veth-bridge", number) {
-        None => {}
-        Some(Fault::Fail) => return Err(steps::fault::error(number)),
-        // As kill -9 would: no undo runs.
-        Some(Fault::Kill) => drop(kill(getpid(), Signal::SIGKILL)),
-        // As a Ctrl-C would; held back, it is taken just below.
-        Some(Fault::Interrupt) => drop(kill(getpid(), Signal::SIGINT)),
-    }
-    let Some(held) = held else {
-        return Ok(());
-    };
-    match held
-        .take_pending()
-        .map_err(|e| Error::sys("signalfd(SIGINT|SIGTERM|SIGHUP)", e))?
-    {
+    match steps::fault::between("veth-bridge", number, held)? {
         None => Ok(()),
         Some(signal) => Err(Error::with_code(
             format!(
