@@ -110,21 +110,11 @@ fn wait_for_supervisor(dir: &Path) {
 
 /// A signal by name (`TERM`, `SIGTERM`, `term`) or number.
 pub fn parse_signal(text: &str) -> Result<Signal, Error> {
-    let bad = || {
+    steps::process::signal_named(text).ok_or_else(|| {
         Error::usage(format!(
             "-s {text:?}: not a signal; give a name (TERM, SIGKILL, HUP) or a number (kill -l lists them)"
         ))
-    };
-    if let Ok(number) = text.parse::<i32>() {
-        return Signal::try_from(number).map_err(|_| bad());
-    }
-    let upper = text.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
-    name.parse::<Signal>().map_err(|_| bad())
+    })
 }
 
 /// `mini-run kill`: sends `signal` to the container's first process.

@@ -465,23 +465,11 @@ fn lookup_group(text: &str) -> Result<u32, Error> {
 
 /// `KILL`, `SIGKILL`, `kill` or `9`.
 pub fn parse_signal(text: &str) -> Result<Signal, Error> {
-    if let Ok(number) = text.parse::<i32>() {
-        return Signal::try_from(number).map_err(|_| {
-            Error::usage(format!(
-                "--kill-child: no signal number {number}; try KILL or TERM"
-            ))
-        });
-    }
-    let upper = text.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
-    name.parse::<Signal>().map_err(|_| {
-        Error::usage(format!(
-            "--kill-child: unknown signal '{text}'; try KILL or TERM"
-        ))
+    steps::process::signal_named(text).ok_or_else(|| {
+        Error::usage(match text.parse::<i32>() {
+            Ok(number) => format!("--kill-child: no signal number {number}; try KILL or TERM"),
+            Err(_) => format!("--kill-child: unknown signal '{text}'; try KILL or TERM"),
+        })
     })
 }
 

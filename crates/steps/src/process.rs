@@ -45,6 +45,21 @@ pub fn read_report(pipe: Option<std::fs::File>) -> Option<crate::Error> {
     ))
 }
 
+/// A signal as `kill` takes one: by name (`KILL`, `SIGKILL`, `kill`) or
+/// number (`9`).
+pub fn signal_named(text: &str) -> Option<Signal> {
+    if let Ok(number) = text.parse::<i32>() {
+        return Signal::try_from(number).ok();
+    }
+    let upper = text.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse::<Signal>().ok()
+}
+
 /// How a child ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
