@@ -194,11 +194,7 @@ pub fn exec_plan(found: &Found, args: &ExecArgs) -> Result<Plan<ExecStep>, Error
     push(Caller, Op::NotDumpable);
     // In a user namespace mapped from the host's ids (--userns as root),
     // setgroups(2) is allowed; in a rootless one it is denied.
-    let remapped = config
-        .userns
-        .as_deref()
-        .and_then(|map| map.rsplit(':').next())
-        .is_some_and(|count| count != "1");
+    let remapped = config.userns.is_some_and(|map| map.is_remapped());
     for kind in &namespaces {
         push(Caller, Op::Setns(kind));
         if *kind == "user" {

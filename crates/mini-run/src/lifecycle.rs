@@ -26,6 +26,7 @@ use serde_json::{Value, json};
 use steps::{Error, Narrator, Palette};
 
 use crate::record::{self, Found, Status};
+use crate::state::Id;
 
 /// Exit code when a container is in the wrong state for what was asked:
 /// `rm` of a running one, `kill` of a stopped one. Bad input (an unknown
@@ -65,11 +66,7 @@ pub fn first_process(found: &Found) -> Result<FirstProcess, Error> {
 }
 
 /// The one-line refusal for a container that is not running (exit 1).
-pub fn not_running_error(found: &Found) -> Error {
-    not_running(found)
-}
-
-pub(crate) fn not_running(found: &Found) -> Error {
+pub fn not_running(found: &Found) -> Error {
     let why = match &found.status {
         Status::Created => "is still being set up; try again in a moment".to_string(),
         Status::Dead(_) => {
@@ -175,7 +172,6 @@ pub fn reclaim(
     fs: Option<&dyn CgroupFs>,
     narrator: &Narrator,
 ) -> Result<Reclaimed, Error> {
-    let veth = Narrator::new("veth-bridge", narrator.mode(), narrator.palette());
     if let Some(attachment) = crate::run::network_record(dir) {
         if !attachment.is_here() {
             return Ok(Reclaimed::Elsewhere(format!(
@@ -183,19 +179,16 @@ pub fn reclaim(
                 attachment.bridge, attachment.netns
             )));
         }
+        let veth = crate::run::narrator_for("veth-bridge", narrator);
         crate::network::disconnect(&attachment, &veth)?;
     }
     crate::run::take_back_volumes(dir);
-    let short: String = dir
+    let id = dir
         .file_name()
-        .map(|n| n.to_string_lossy().chars().take(12).collect())
-        .unwrap_or_default();
-    if let (Some(fs), Ok(name)) = (fs, cg_limit::Name::parse(&format!("mini-run-{short}"))) {
-        let cgroup = fs.layout().cgroup(&name);
-        if cgroup.exists() {
-            let plan = cg_limit::plan::remove_plan(fs, &name);
-            let cg = Narrator::new("cg-limit", narrator.mode(), narrator.palette());
-            cg_limit::run::run(&plan, &cg, fs, &cgroup)?;
+        .and_then(|name| Id::parse(&name.to_string_lossy()));
+    if let (Some(fs), Some(id)) = (fs, id) {
+        if fs.layout().cgroup(&id.cgroup()).exists() {
+            crate::run::remove_cgroup(fs, &id.cgroup(), narrator)?;
         }
     }
     Ok(Reclaimed::GaveBack)
@@ -363,9 +356,8 @@ pub fn logs(found: &Found, follow: bool) -> Result<(), Error> {
         if !copy(file, &mut out)? {
             return Ok(());
         }
+        // Ended before the copy began: what it wrote is all copied.
         if !running {
-            // What it wrote last, after the check.
-            copy(file, &mut out)?;
             return Ok(());
         }
         match inotify.read_events() {
@@ -448,7 +440,8 @@ pub fn inspect(found: &Found) -> Value {
             "Address": started.and_then(|s| s.address.clone()),
             "Ports": config.ports,
         },
-        "UserNamespace": config.userns,
+        // CONTAINER-ID:HOST-ID:COUNT, as a line of uid_map.
+        "UserNamespace": config.userns.map(|m| format!("0:{}:{}", m.uid, m.count)),
         "Init": config.init,
         "Tty": config.tty,
         "AutoRemove": config.remove,

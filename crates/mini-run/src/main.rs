@@ -177,7 +177,7 @@ fn stats(containers: &[String], stream: bool, narrator: &Narrator) -> Result<u8,
     for name in containers {
         let found = mini_run::record::find(name)?;
         if !matches!(found.status, mini_run::record::Status::Running(_)) {
-            return Err(mini_run::lifecycle::not_running_error(&found));
+            return Err(mini_run::lifecycle::not_running(&found));
         }
         wanted.push(found);
     }

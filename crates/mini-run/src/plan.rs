@@ -770,7 +770,7 @@ fn record_of(
         tty: container.tty,
         detached: container.detach,
         remove: container.remove,
-        userns: container.userns.map(|m| format!("0:{}:{}", m.uid, m.count)),
+        userns: container.userns,
     }
 }
 

@@ -76,8 +76,8 @@ pub struct Config {
     pub detached: bool,
     /// `--rm`: the state goes when the command ends.
     pub remove: bool,
-    /// `--userns` or rootless: `CONTAINER-ID:HOST-ID:COUNT`.
-    pub userns: Option<String>,
+    /// `--userns` or rootless: the user namespace's map.
+    pub userns: Option<crate::rootless::IdMap>,
 }
 
 /// What is known once the command runs.
@@ -104,6 +104,20 @@ pub struct Exited {
     pub finished: u64,
 }
 
+impl Exited {
+    /// How `exit` ended the command, now.
+    pub fn of(exit: steps::process::Exit) -> Self {
+        Self {
+            code: exit.shell_status(),
+            signal: match exit {
+                steps::process::Exit::Signal(signal) => Some(signal.as_str().to_string()),
+                steps::process::Exit::Code(_) => None,
+            },
+            finished: now(),
+        }
+    }
+}
+
 pub fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -125,7 +139,8 @@ pub fn write<T: Serialize>(dir: &Path, name: &str, record: &T) -> Result<(), Err
         .map_err(|e| Error::io(format!("write \"{}\"", path.display()), &e))
 }
 
-fn read<T: for<'de> Deserialize<'de>>(dir: &Path, name: &str) -> Option<T> {
+/// A record of the container in `dir`, if it is there and whole.
+pub fn read<T: for<'de> Deserialize<'de>>(dir: &Path, name: &str) -> Option<T> {
     let text = std::fs::read_to_string(dir.join(name)).ok()?;
     serde_json::from_str(&text).ok()
 }

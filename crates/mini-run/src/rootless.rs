@@ -35,7 +35,7 @@ use crate::container::{Container, Network};
 
 /// The container's ids 0 to `count - 1` stand for the host's from `uid`
 /// (and `gid`) on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IdMap {
     pub uid: u32,
     pub gid: u32,

@@ -165,7 +165,7 @@ pub fn run(
 }
 
 /// A narrator for another tool's steps, in the same mode as mini-run's.
-fn narrator_for(program: &'static str, narrator: &Narrator) -> Narrator {
+pub(crate) fn narrator_for(program: &'static str, narrator: &Narrator) -> Narrator {
     Narrator::new(program, narrator.mode(), narrator.palette())
 }
 
@@ -192,14 +192,7 @@ impl Executor<'_> {
             Op::Started { dir, .. } => self.started(dir)?,
             Op::RecordExit { dir } => {
                 let exit = self.exit.expect("waited");
-                let record = crate::record::Exited {
-                    code: exit.shell_status(),
-                    signal: match exit {
-                        Exit::Signal(signal) => Some(signal.as_str().to_string()),
-                        Exit::Code(_) => None,
-                    },
-                    finished: crate::record::now(),
-                };
+                let record = crate::record::Exited::of(exit);
                 crate::record::write(dir, crate::record::EXITED, &record)?;
             }
             Op::WriteFile { path, content, .. } => {
@@ -835,12 +828,11 @@ impl Executor<'_> {
             return Ok(());
         };
         drop(held);
-        let fs = self.fs.expect("the plan has a cgroup");
-        let plan = cg_limit::plan::remove_plan(fs, &name);
-        let cgroup = fs.layout().cgroup(&name);
-        let narrator = narrator_for("cg-limit", self.narrator);
-        cg_limit::run::run(&plan, &narrator, fs, &cgroup)?;
-        Ok(())
+        remove_cgroup(
+            self.fs.expect("the plan has a cgroup"),
+            &name,
+            self.narrator,
+        )
     }
 
     fn remove_state(&mut self) {
@@ -1162,6 +1154,19 @@ fn mount_error(call: String, errno: Errno, fstype: &str) -> Error {
     }
 }
 
+/// Ends whatever is left in a container's cgroup and removes it, by
+/// cg-limit's plan.
+pub(crate) fn remove_cgroup(
+    fs: &dyn CgroupFs,
+    name: &cg_limit::Name,
+    narrator: &Narrator,
+) -> Result<(), Error> {
+    let plan = cg_limit::plan::remove_plan(fs, name);
+    let cgroup = fs.layout().cgroup(name);
+    cg_limit::run::run(&plan, &narrator_for("cg-limit", narrator), fs, &cgroup)?;
+    Ok(())
+}
+
 /// Where the container in `dir` was connected, if it was.
 pub fn network_record(dir: &Path) -> Option<Attachment> {
     std::fs::read_to_string(dir.join(NETWORK_RECORD))
@@ -1220,17 +1225,12 @@ pub fn cleanup(fs: Option<&dyn CgroupFs>, narrator: &Narrator) -> Result<Vec<Str
             continue;
         }
         let config: Option<crate::record::Config> =
-            std::fs::read_to_string(dir.join(crate::record::CONFIG))
-                .ok()
-                .and_then(|t| serde_json::from_str(&t).ok());
+            crate::record::read(&dir, crate::record::CONFIG);
         let ran = dir.join(crate::record::STARTED).exists();
         match config {
             Some(config) if ran && !config.remove => {
-                let record = crate::record::Exited {
-                    code: 128 + Signal::SIGKILL as u8,
-                    signal: Some("SIGKILL".into()),
-                    finished: crate::record::now(),
-                };
+                // Its death signal, when its mini-run died.
+                let record = crate::record::Exited::of(Exit::Signal(Signal::SIGKILL));
                 crate::record::write(&dir, crate::record::EXITED, &record)?;
                 said.push(format!(
                     "gave back what {short} held; kept it, killed with its mini-run (mini-run rm {short} removes it)"

@@ -41,6 +41,12 @@ impl Id {
         Ok(Self(bytes.iter().map(|b| format!("{b:02x}")).collect()))
     }
 
+    /// The id a state directory is named by: 64 hex digits.
+    pub fn parse(text: &str) -> Option<Self> {
+        (text.len() == 64 && text.chars().all(|c| c.is_ascii_hexdigit()))
+            .then(|| Self(text.to_string()))
+    }
+
     pub fn full(&self) -> &str {
         &self.0
     }
@@ -138,6 +144,10 @@ mod tests {
         assert!(id.full().chars().all(|c| c.is_ascii_hexdigit()));
         assert_eq!(id.short(), &id.full()[..12]);
         assert_eq!(id.cgroup().as_str(), format!("mini-run-{}", id.short()));
+        assert_eq!(Id::parse(id.full()), Some(id.clone()));
+        for bad in ["", "abc", &id.full()[1..], &format!("{}g", &id.full()[1..])] {
+            assert_eq!(Id::parse(bad), None, "{bad}");
+        }
     }
 
     #[test]
