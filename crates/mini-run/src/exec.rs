@@ -46,10 +46,11 @@ pub const ORDER: [(&str, CloneFlags, &str); 7] = [
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
     /// Open the first process's namespace links and its cgroup's
-    /// `cgroup.procs`, before any `setns` changes what `/proc` shows.
+    /// `cgroup.procs`, before any `setns` changes what `/proc` shows; each
+    /// namespace with the inode number `run` recorded for it.
     Open {
         pid: i32,
-        namespaces: Vec<&'static str>,
+        namespaces: Vec<(&'static str, u64)>,
         cgroup: Vec<PathBuf>,
     },
     /// Not dumpable until the exec: no process of the container's may
@@ -81,7 +82,8 @@ impl Step for Op {
                 namespaces,
                 cgroup,
             } => {
-                let mut text = format!("open(\"/proc/{pid}/ns/{{{}}}\")", namespaces.join(","));
+                let kinds: Vec<&str> = namespaces.iter().map(|(kind, _)| *kind).collect();
+                let mut text = format!("open(\"/proc/{pid}/ns/{{{}}}\")", kinds.join(","));
                 for dir in cgroup {
                     text.push_str(&format!("; open(\"{}/cgroup.procs\")", dir.display()));
                 }
@@ -172,12 +174,11 @@ pub fn exec_plan(found: &Found, args: &ExecArgs) -> Result<Plan<ExecStep>, Error
     // host its network namespace is mini-run's, and joining one's own
     // user namespace is refused.
     let own = record::namespaces_of(std::process::id() as i32);
-    let namespaces: Vec<&'static str> = ORDER
+    let namespaces: Vec<(&'static str, u64)> = ORDER
         .iter()
-        .map(|(kind, _, _)| *kind)
-        .filter(|kind| {
-            started.namespaces.contains_key(*kind)
-                && started.namespaces.get(*kind) != own.get(*kind)
+        .filter_map(|(kind, _, _)| {
+            let inode = *started.namespaces.get(*kind)?;
+            (own.get(*kind) != Some(&inode)).then_some((*kind, inode))
         })
         .collect();
     let mut plan = Plan::new();
@@ -195,7 +196,7 @@ pub fn exec_plan(found: &Found, args: &ExecArgs) -> Result<Plan<ExecStep>, Error
     // In a user namespace mapped from the host's ids (--userns as root),
     // setgroups(2) is allowed; in a rootless one it is denied.
     let remapped = config.userns.is_some_and(|map| map.is_remapped());
-    for kind in &namespaces {
+    for (kind, _) in &namespaces {
         push(Caller, Op::Setns(kind));
         if *kind == "user" {
             push(Caller, Op::Process(PlanOp::BecomeRoot { groups: remapped }));
@@ -283,20 +284,22 @@ impl Executor<'_> {
                 namespaces,
                 cgroup,
             } => {
-                for kind in namespaces {
+                for (kind, recorded) in namespaces {
                     let path = format!("/proc/{pid}/ns/{kind}");
                     let file = File::open(&path)
                         .map_err(|e| Error::io(format!("open(\"{path}\")"), &e))?;
+                    // The one run recorded, or the first process has
+                    // ended and its number gone to another: a namespace
+                    // is known by its inode, as lifecycle::first_process
+                    // knows the container's.
+                    let inode = nix::sys::stat::fstat(file.as_fd()).map_err(sys)?.st_ino;
+                    if inode != *recorded {
+                        return Err(Error::with_code(
+                            "the container has just exited".to_string(),
+                            crate::lifecycle::REFUSED,
+                        ));
+                    }
                     self.namespaces.push((kind, file));
-                }
-                // Checked again with the links open: the first process
-                // may have ended, and its number gone to another.
-                let now = record::namespaces_of(*pid);
-                if now.is_empty() {
-                    return Err(Error::with_code(
-                        "the container has just exited".to_string(),
-                        crate::lifecycle::REFUSED,
-                    ));
                 }
                 for dir in cgroup {
                     let path = dir.join("cgroup.procs");
