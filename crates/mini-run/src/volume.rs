@@ -66,13 +66,16 @@ pub struct InUse {
 pub fn acquire(name: &str) -> Result<InUse, Error> {
     let dir = dir(name);
     let call = || format!("mkdir(\"{}\", 0755)", dir.display());
-    std::fs::create_dir_all(volumes_dir()).map_err(|e| Error::io(call(), &e))?;
     // `volume rm` may remove the directory between our open and our
-    // lock: then the lock is on a directory no longer there; again.
+    // lock: then the lock is on a directory no longer there; again. And
+    // the last volume's removal takes the empty directory of volumes
+    // with it, maybe between our two mkdirs: then it is made again.
     for _ in 0..10 {
+        std::fs::create_dir_all(volumes_dir()).map_err(|e| Error::io(call(), &e))?;
         let made = match std::fs::create_dir(&dir) {
             Ok(()) => true,
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(Error::io(call(), &e)),
         };
         let Ok(file) = File::open(&dir) else { continue };
