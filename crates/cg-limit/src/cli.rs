@@ -39,7 +39,6 @@ could not be executed; 127 it was not found.";
     version,
     about = "Run a command in a new cgroup with limits (cgroup v2 and v1), and watch what it uses",
     after_help = AFTER_HELP,
-    args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true
 )]
 pub struct Cli {
@@ -99,8 +98,19 @@ pub enum Command {
     },
 }
 
+impl Command {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Stats { .. } => "stats",
+            Self::Tree => "tree",
+            Self::Create { .. } => "create",
+            Self::Cleanup { .. } => "cleanup",
+        }
+    }
+}
+
 /// The limits, as `docker run` and systemd name them.
-#[derive(Debug, Clone, Default, Args)]
+#[derive(Debug, Clone, Default, PartialEq, Args)]
 pub struct LimitArgs {
     /// Memory limit, like docker run --memory: 64M, 1G
     #[arg(long, short = 'm', value_name = "SIZE", value_parser = parse_size)]
@@ -206,6 +216,16 @@ pub enum Request {
 
 impl Cli {
     pub fn request(&self) -> Result<Request, Error> {
+        // The shared flags (--dry-run, --explain, --color) go anywhere;
+        // a run's own belong to a run, not to a subcommand.
+        if let Some(subcommand) = &self.subcommand {
+            let name = subcommand.name();
+            if self.limits != LimitArgs::default() || self.name.is_some() || self.quiet {
+                return Err(Error::usage(format!(
+                    "limits, --name and --quiet before `{name}` are a run's: give {name}'s own after it (cg-limit {name} --help), or run a program named {name} after --"
+                )));
+            }
+        }
         Ok(match &self.subcommand {
             Some(Command::Stats { names, no_stream }) => Request::Stats {
                 names: names.clone(),
@@ -282,6 +302,18 @@ mod tests {
         ));
         // A program called like a subcommand runs after --.
         assert!(matches!(parse(&["--", "tree"]), Ok(Request::Run(_))));
+        // The shared flags may come first; a run's may not.
+        assert!(matches!(
+            parse(&["--dry-run", "create", "outer"]),
+            Ok(Request::Create { .. })
+        ));
+        assert_eq!(parse(&["--explain", "tree"]), Ok(Request::Tree));
+        let error = parse(&["--memory", "32M", "create", "outer"]).unwrap_err();
+        assert!(error.contains("give create's own after it"), "{error}");
+        assert!(matches!(
+            parse(&["--memory", "32M", "--", "create", "outer"]),
+            Ok(Request::Run(_))
+        ));
     }
 
     #[test]

@@ -99,10 +99,12 @@ pub fn between(
     }
 }
 
-/// The error an injected failure gives.
+/// The error an injected failure gives, naming the variable as it was
+/// set (`cg-limit:fail@3` for a nested tool's plan).
 pub fn error(number: usize) -> crate::Error {
+    let asked = std::env::var(VARIABLE).unwrap_or_else(|_| format!("fail@{number}"));
     crate::Error::setup(format!(
-        "injected failure after step {number} ({VARIABLE}=fail@{number})"
+        "injected failure after step {number} ({VARIABLE}={asked})"
     ))
 }
 
