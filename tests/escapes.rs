@@ -114,6 +114,10 @@ fn main() {
     suite.run_then(|conclusion| {
         let gaps = GAPS.load(Ordering::Relaxed);
         let attempts = conclusion.num_passed + conclusion.num_failed;
+        support::tally::add(
+            support::tally::Tally::Escape,
+            conclusion.num_passed as usize,
+        );
         Some(match conclusion.num_failed {
             0 => format!("escapes: {attempts} attempts, all stopped ({gaps} known gaps)"),
             failed => format!(

@@ -1,10 +1,11 @@
-//! The leak ledger: what a suite could leave on the host, written down
-//! before its tests run and again after, so that whatever is new at the
-//! end is named — a mount, a network link, an nft table, a cgroup or a
-//! state file of the toolkit's, a changed sysctl, a toolkit process still
-//! running. Each test cleans up after itself; the ledger is what proves
-//! it, for every test of the suite at once, also for the tests that
-//! passed.
+//! The leak ledger: what a test could leave on the host, written down
+//! before it runs and again after, so that whatever is new at the end is
+//! named — a mount, a network link, an nft table, a cgroup or a state file
+//! of the toolkit's, a changed sysctl, a toolkit process still running.
+//! Each test cleans up after itself; the ledger is what proves it, test by
+//! test, also for the tests that passed. The ledger is the machine's, so
+//! the tests it checks take turns; the suite takes one more around them
+//! all, for what it keeps until the end.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -132,6 +133,36 @@ impl Ledger {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+}
+
+/// Runs `test` under the ledger, alone: it fails if anything it made is
+/// left when it ends (and a failed test's message names what it left).
+pub fn checked(
+    test: impl FnOnce() -> Result<(), libtest_mimic::Failed>,
+) -> Result<(), libtest_mimic::Failed> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    // A test that panicked held the turn; the next takes it all the same.
+    let _turn = TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let before = Ledger::take();
+    let outcome = test();
+    let left = Ledger::left_after(&before);
+    let named = left
+        .iter()
+        .map(|line| format!("\n  {line}"))
+        .collect::<String>();
+    match outcome {
+        Ok(()) if left.is_empty() => {
+            crate::tally::add(crate::tally::Tally::LedgerChecked, 1);
+            Ok(())
+        }
+        Ok(()) => Err(format!("leak ledger: the test passed but left behind:{named}").into()),
+        Err(failed) if left.is_empty() => Err(failed),
+        Err(failed) => Err(format!(
+            "{}\nleak ledger: and it left behind:{named}",
+            failed.message().unwrap_or("")
+        )
+        .into()),
     }
 }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 pub use lab::lesson::Requirement;
 
 pub mod ledger;
+pub mod tally;
 use lab::machine::Machine;
 pub use libtest_mimic::Failed;
 use libtest_mimic::{Arguments, Trial};
@@ -280,6 +281,13 @@ impl Suite {
         if skip {
             self.skipped.push((name.to_string(), unmet.join("; ")));
         }
+        // Root's tests make what the ledger watches: each is checked on
+        // its own, one at a time.
+        let test: TestFn = if is_root() {
+            Box::new(move || ledger::checked(test))
+        } else {
+            test
+        };
         self.trials
             .push(Trial::test(name, test).with_ignored_flag(skip));
     }
@@ -310,6 +318,8 @@ impl Suite {
             println!("{line}");
         }
         if let Some(before) = before {
+            // Each test was checked on its own; this is for what the suite
+            // kept until the end.
             let left = ledger::Ledger::left_after(&before);
             let after = ledger::Ledger::take();
             if !left.is_empty() {
@@ -320,9 +330,14 @@ impl Suite {
                 std::process::exit(1);
             }
             println!(
-                "leak ledger: nothing left behind ({} mounts, links, tables, cgroups, files, sysctls and processes watched)",
+                "leak ledger: nothing left behind by {} tests checked one by one ({} mounts, links, tables, cgroups, files, sysctls and processes watched)",
+                tally::count(tally::Tally::LedgerChecked),
                 after.len()
             );
+        }
+        // One line tests/run adds up over the suites, for the README.
+        if !args.list {
+            println!("{}", tally::line());
         }
         conclusion.exit()
     }
