@@ -991,6 +991,7 @@ fn walk_faults(name: &str, args: &[&str]) -> Result<(), Failed> {
             format!("{}\n{}", after("fail"), describe(&out)),
         )?;
         nothing_left(name, &after("fail"))?;
+        support::tally::add(support::tally::Tally::FaultPoint, 1);
 
         // Before the fork, SIGINT stops cg-limit; after it, it is passed
         // on to the command, which ends by it or has ended already.
@@ -1003,6 +1004,7 @@ fn walk_faults(name: &str, args: &[&str]) -> Result<(), Failed> {
         };
         ensure(ok, format!("{}\n{}", after("int"), describe(&out)))?;
         nothing_left(name, &after("int"))?;
+        support::tally::add(support::tally::Tally::FaultPoint, 1);
 
         // A lock dies with its last holder: a child still on its way out
         // may hold it a moment longer, and cleanup then keeps the cgroup.
@@ -1021,6 +1023,7 @@ fn walk_faults(name: &str, args: &[&str]) -> Result<(), Failed> {
             Some(out) => format!("{e:?}\ncg-limit cleanup {name}: {}", describe(out)).into(),
             None => e,
         })?;
+        support::tally::add(support::tally::Tally::FaultPoint, 1);
     }
     Ok(())
 }
@@ -1121,6 +1124,8 @@ fn bad_input() -> Result<(), Failed> {
         let err = stderr(&output);
         if output.status.code() != Some(2) || err.lines().count() != 1 || !err.contains(flag) {
             problems.push(format!("{args:?}: {}", describe(&output)));
+        } else {
+            support::tally::add(support::tally::Tally::BadInput, 1);
         }
     }
     ensure(problems.is_empty(), problems.join("\n"))?;
@@ -1145,6 +1150,7 @@ fn unprivileged(bin: &Path) -> Result<(), Failed> {
             && err.contains("sudo"),
         describe(&output),
     )?;
+    support::tally::add(support::tally::Tally::BadInput, 1);
     ensure_gone("t-nobody")
 }
 

@@ -469,6 +469,7 @@ fn bad_input() -> Result<(), Failed> {
             err.contains(says),
             format!("{args:?} should say {says:?}:\n{err}"),
         )?;
+        support::tally::add(support::tally::Tally::BadInput, 1);
     }
     ensure(
         ps_line(&running.id)?.contains(" Up "),
@@ -484,6 +485,7 @@ fn bad_input() -> Result<(), Failed> {
     let out = mini(&["inspect", &shared.id[..1]])?;
     ensure_eq(&out.status.code(), &Some(2), "an ambiguous prefix")?;
     ensure(stderr(&out).contains("containers' ids"), describe(&out))?;
+    support::tally::add(support::tally::Tally::BadInput, 1);
     for c in made {
         c.remove()?;
     }

@@ -191,6 +191,11 @@ fn main() {
         &[],
         bad_spec_file,
     );
+    suite.test(
+        "bad_input_to_run_is_one_line_and_a_documented_code",
+        NEEDS,
+        bad_input,
+    );
     suite.run()
 }
 
@@ -1170,6 +1175,7 @@ fn walk_faults(
         if runs {
             remove_volume()?;
         }
+        support::tally::add(support::tally::Tally::FaultPoint, 1);
 
         // A Ctrl-C after a step of mini-run's own: before the clone it
         // stops mini-run, after it the container ends by it, or has ended.
@@ -1197,6 +1203,7 @@ fn walk_faults(
             if ran {
                 remove_volume()?;
             }
+            support::tally::add(support::tally::Tally::FaultPoint, 1);
         }
 
         // SIGKILL after the step, then mini-run cleanup.
@@ -1238,6 +1245,7 @@ fn walk_faults(
         if kept {
             remove_volume()?;
         }
+        support::tally::add(support::tally::Tally::FaultPoint, 1);
     }
     Ok(())
 }
@@ -1744,6 +1752,7 @@ fn rootless_refusals() -> Result<(), Failed> {
             format!("{flags:?}: {}", describe(&out)),
         )?;
         nobody.left_nothing()?;
+        support::tally::add(support::tally::Tally::BadInput, 1);
     }
     Ok(())
 }
@@ -1937,4 +1946,233 @@ fn userns_faults() -> Result<(), Failed> {
         (&volume.0, &Path::new(VOLUMES).join(&volume.0)),
         &|| Ok(()),
     )
+}
+
+/// `mini-run run` with each bad value the reliability harness names:
+/// exit 125 (mini-run's own failure), 126 or 127 (the command's), one
+/// line that names the flag or file and the fix, and nothing left (the
+/// ledger around the test, and no container's state). Refused values are
+/// refused before any step: under `--explain` no step is narrated.
+fn bad_input() -> Result<(), Failed> {
+    let dir = scratch();
+    let at = |name: &str| dir.path().join(name).display().to_string();
+    std::fs::write(at("a-file"), "")?;
+    std::os::unix::fs::symlink("/", at("root-link"))?;
+    std::fs::create_dir(at("dir"))?;
+    std::fs::write(at("unclosed.yaml"), "memory: [64m\n")?;
+    std::fs::write(at("unknown.yaml"), "nosuchkey: 1\n")?;
+    std::fs::write(at("tabs.yaml"), "env:\n\t- A=1\n")?;
+    std::fs::write(at("not-executable"), "#!/bin/sh\necho hi\n")?;
+    let long = "x".repeat(300);
+    let host_dir = at("dir");
+    let bind = |target: &str| format!("{host_dir}:{target}");
+    let (bind_root, bind_proc) = (bind("/"), bind("/proc/x"));
+    let bind_program = format!("{}:/p", dir.path().display());
+    let rootfs = |path: String| vec!["--rootfs".to_string(), path];
+    let flag = |flag: &str, value: &str| vec![format!("{flag}={value}")];
+    let mut cases: Vec<(Vec<String>, i32, String)> = Vec::new();
+    let mut add =
+        |args: Vec<String>, code: i32, says: &str| cases.push((args, code, says.to_string()));
+    for size in ["abc", "-1", "0", "1e99", "18446744073709551616"] {
+        add(flag("--memory", size), 125, &format!("--memory: '{size}'"));
+    }
+    for cpus in ["abc", "-1", "0", "5000", "1e99"] {
+        add(flag("--cpus", cpus), 125, &format!("--cpus: '{cpus}'"));
+    }
+    for pids in ["abc", "-1", "0", "18446744073709551616"] {
+        add(
+            flag("--pids-limit", pids),
+            125,
+            &format!("--pids-limit: '{pids}'"),
+        );
+    }
+    for name in ["../x", "a/b", "", &long, "-x", "a\nb", "é"] {
+        add(
+            flag("--name", name),
+            125,
+            &format!("--name {name:?}: use letters"),
+        );
+        add(
+            flag("--hostname", name),
+            125,
+            &format!("--hostname {name:?}: use letters"),
+        );
+    }
+    for network in ["a-bridge-name-over-15", "a/b", "", "é"] {
+        add(
+            flag("--network", network),
+            125,
+            &format!("--network {network:?}: "),
+        );
+    }
+    for port in [
+        "0:80",
+        "65536:80",
+        "-1:80",
+        "18446744073709551616:80",
+        "8080:0",
+        "abc",
+    ] {
+        add(flag("-p", port), 125, &format!("-p {port}: "));
+    }
+    for user in ["abc", "-1", "4294967296", "0:abc"] {
+        add(
+            flag("-u", user),
+            125,
+            &format!("-u {user:?}: give the user and group by number"),
+        );
+    }
+    add(
+        flag("-w", "relative"),
+        125,
+        "--workdir \"relative\": a path inside the container must be absolute",
+    );
+    add(flag("-e", "=x"), 125, "-e \"=x\": not NAME=VALUE");
+    add(flag("-v", &bind_root), 125, "the target cannot be /");
+    add(flag("-v", &bind_proc), 125, "/proc/x is in /proc");
+    add(
+        flag("-v", "a name:/x:rw"),
+        125,
+        "\"a name\" is not a volume name",
+    );
+    add(
+        flag("-v", &format!("{host_dir}:/x:exec")),
+        125,
+        "\"exec\" is not a mode; use ro or rw",
+    );
+    add(
+        flag("-v", &format!("{host_dir},nosuch:/x")),
+        125,
+        "the host side must exist",
+    );
+    add(
+        flag("-v", "../x:/y"),
+        125,
+        "give the host side as an absolute path",
+    );
+    add(
+        rootfs(at("missing")),
+        125,
+        "no such file or directory (ENOENT); give a directory holding a root filesystem",
+    );
+    add(
+        rootfs(at("a-file")),
+        125,
+        "not a directory; give a directory holding a root filesystem",
+    );
+    add(
+        rootfs("/".into()),
+        125,
+        "--rootfs /: that is the host's own /",
+    );
+    add(rootfs(at("root-link")), 125, "that is the host's own /");
+    add(
+        vec![at("no-image")],
+        125,
+        "not an imported image (it has no image.json)",
+    );
+    add(
+        vec![at("dir")],
+        125,
+        "not an imported image (it has no image.json)",
+    );
+    add(
+        flag("-f", &at("unclosed.yaml")),
+        125,
+        "unclosed.yaml:1:9: memory: ",
+    );
+    add(
+        flag("-f", &at("unknown.yaml")),
+        125,
+        "unknown.yaml:1:1: unknown field `nosuchkey`, expected one of",
+    );
+    add(flag("-f", &at("tabs.yaml")), 125, "tabs.yaml:");
+    add(flag("-f", &at("a-file")), 125, "the file holds no options");
+    add(
+        flag("-f", &at("missing.yaml")),
+        125,
+        "no such file or directory (ENOENT); give a YAML file",
+    );
+    add(flag("-f", &at("dir")), 125, "is a directory (EISDIR)");
+    let command = |args: Vec<String>, code, says: &str| {
+        (
+            args.into_iter()
+                .chain(["--".to_string()])
+                .collect::<Vec<_>>(),
+            code,
+            says.to_string(),
+        )
+    };
+    let with_command = [
+        (
+            command(vec![], 127, "exec \"/no/such/program\": not found"),
+            "/no/such/program",
+        ),
+        (
+            command(
+                vec![],
+                127,
+                "exec \"no-such-program\": not found in the container's $PATH",
+            ),
+            "no-such-program",
+        ),
+        (
+            command(
+                flag("-v", &bind_program),
+                126,
+                "exec \"/p/not-executable\": permission denied (EACCES)",
+            ),
+            "/p/not-executable",
+        ),
+    ];
+    let mut problems = Vec::new();
+    let mut checked = 0;
+    let all = cases
+        .into_iter()
+        .map(|(args, code, says)| (args, code, says, None))
+        .chain(
+            with_command
+                .into_iter()
+                .map(|((args, code, says), program)| (args, code, says, Some(program))),
+        );
+    for (args, code, says, program) in all {
+        let mut command = cmd("mini-run");
+        // A refused value stops before the first step, which --explain
+        // would narrate; a command that cannot run is found only after
+        // all of them, and undone.
+        if program.is_none() {
+            command.arg("--explain");
+        }
+        command.args(["run", "--rm"]);
+        if !args.iter().any(|a| a.starts_with("--network=")) {
+            command.args(["--network", "none"]);
+        }
+        command.args(&args);
+        match program {
+            Some(program) => command.arg(program),
+            None => command.args(["--", "true"]),
+        };
+        let out = run_for(&mut command, 60)?;
+        let err = stderr(&out);
+        let fine = out.status.code() == Some(code)
+            && err.lines().count() == 1
+            && err.starts_with("mini-run: ")
+            && err.contains(&says)
+            && stdout(&out).is_empty();
+        if fine {
+            checked += 1;
+            support::tally::add(support::tally::Tally::BadInput, 1);
+        } else {
+            problems.push(format!(
+                "{args:?} {program:?}: expected {code} and one line with {says:?}\n{}",
+                describe(&out)
+            ));
+        }
+    }
+    ensure(problems.is_empty(), problems.join("\n"))?;
+    ensure(checked > 60, format!("only {checked} cases"))?;
+    let states = std::fs::read_dir("/run/underhood/containers")
+        .map(|entries| entries.count())
+        .unwrap_or(0);
+    ensure_eq(states, 0, "containers' state left by refused runs")
 }

@@ -746,6 +746,7 @@ fn bad_input() -> Result<(), Failed> {
             err.contains(message),
             format!("{args:?}: expected {message:?} in {err}"),
         )?;
+        support::tally::add(support::tally::Tally::BadInput, 1);
     }
     Ok(())
 }

@@ -155,23 +155,38 @@ pub struct RunArgs {
     pub workdir: Option<String>,
 
     /// Run as this user and group, by number (UID[:GID])
-    #[arg(short = 'u', long = "user", value_name = "UID[:GID]")]
+    #[arg(
+        short = 'u',
+        long = "user",
+        value_name = "UID[:GID]",
+        allow_hyphen_values = true
+    )]
     pub user: Option<String>,
 
     /// The container's hostname (default: its short id)
-    #[arg(long = "hostname", value_name = "NAME")]
+    #[arg(long = "hostname", value_name = "NAME", allow_hyphen_values = true)]
     pub hostname: Option<String>,
 
     /// Memory limit, e.g. 64m or 1g (cgroup memory.max)
-    #[arg(short = 'm', long = "memory", value_name = "SIZE")]
+    #[arg(
+        short = 'm',
+        long = "memory",
+        value_name = "SIZE",
+        allow_hyphen_values = true
+    )]
     pub memory: Option<String>,
 
     /// CPUs the container may use, e.g. 0.5 (cgroup cpu.max)
-    #[arg(long = "cpus", value_name = "N")]
+    #[arg(long = "cpus", value_name = "N", allow_hyphen_values = true)]
     pub cpus: Option<String>,
 
     /// Most processes the container may have (cgroup pids.max)
-    #[arg(long = "pids-limit", alias = "pids", value_name = "N")]
+    #[arg(
+        long = "pids-limit",
+        alias = "pids",
+        value_name = "N",
+        allow_hyphen_values = true
+    )]
     pub pids: Option<String>,
 
     /// Bind-mount a host directory or file (/host/path:/ctr/path[:ro]), or a
@@ -187,7 +202,12 @@ pub struct RunArgs {
     pub network: Option<String>,
 
     /// Publish a container's port on the host: HOSTPORT:CTRPORT[/tcp|/udp]
-    #[arg(short = 'p', long = "publish", value_name = "HOST:CTR[/PROTO]")]
+    #[arg(
+        short = 'p',
+        long = "publish",
+        value_name = "HOST:CTR[/PROTO]",
+        allow_hyphen_values = true
+    )]
     pub publish: Vec<String>,
 
     /// Give the container a terminal of its own, /dev/pts/0 from its own
@@ -225,7 +245,7 @@ pub struct RunArgs {
 
     /// A name for the container, unique among this user's containers; the
     /// other commands take it in place of the id
-    #[arg(long = "name", value_name = "NAME")]
+    #[arg(long = "name", value_name = "NAME", allow_hyphen_values = true)]
     pub name: Option<String>,
 
     /// An image imported with overlay-stack import (a directory holding
@@ -253,7 +273,12 @@ pub struct ExecArgs {
     pub env: Vec<String>,
 
     /// Run as this user and group, by number (default: the container's)
-    #[arg(short = 'u', long = "user", value_name = "UID[:GID]")]
+    #[arg(
+        short = 'u',
+        long = "user",
+        value_name = "UID[:GID]",
+        allow_hyphen_values = true
+    )]
     pub user: Option<String>,
 
     /// The directory the command starts in (default: the container's)

@@ -372,9 +372,23 @@ fn volume(text: &str) -> Result<Volume, Error> {
         crate::volume::check_name(source).map_err(|e| Error::usage(format!("-v {text:?}: {e}")))?;
         Source::Named(source.to_string())
     };
+    let target = inside_path("-v", target)?;
+    // As runc: / is the image's, and /proc the container's own proc.
+    if target == Path::new("/") {
+        return Err(Error::usage(format!(
+            "-v {text:?}: the target cannot be /, which is the image's root; bind to a directory below it, e.g. -v {}:/data",
+            text.split(':').next().unwrap_or("")
+        )));
+    }
+    if target.starts_with("/proc") {
+        return Err(Error::usage(format!(
+            "-v {text:?}: {} is in /proc, which the container's own proc covers; bind elsewhere",
+            target.display()
+        )));
+    }
     Ok(Volume {
         source,
-        target: inside_path("-v", target)?,
+        target,
         read_only,
     })
 }
@@ -387,6 +401,11 @@ fn network(text: &str) -> Result<Network, Error> {
         "bridge" => Ok(Network::Bridge(DEFAULT_BRIDGE.into())),
         name => match veth_bridge::cli::interface_name("--network", name) {
             Ok(()) => Ok(Network::Bridge(name.into())),
+            Err(_) if name.len() > 15 => Err(Error::usage(format!(
+                "--network {name:?}: a bridge's name is at most 15 bytes (the kernel's IFNAMSIZ), \
+                 this is {}; use bridge (the default), none, host, or a bridge made with veth-bridge bridge add",
+                name.len()
+            ))),
             Err(_) => Err(Error::usage(format!(
                 "--network {name:?}: not a network; use bridge (the default), none, host, \
                  or a bridge made with veth-bridge bridge add"
