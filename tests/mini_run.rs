@@ -196,6 +196,12 @@ fn main() {
         NEEDS,
         bad_input,
     );
+    suite.test_with_tools(
+        "where_user_namespaces_are_refused_rootless_says_where_to_look",
+        &[Root, Busybox, UserNamespaces],
+        &["unshare"],
+        user_namespaces_refused,
+    );
     suite.run()
 }
 
@@ -2175,4 +2181,41 @@ fn bad_input() -> Result<(), Failed> {
         .map(|entries| entries.count())
         .unwrap_or(0);
     ensure_eq(states, 0, "containers' state left by refused runs")
+}
+
+/// Rootless mini-run on a host that refuses user namespaces (as Debian's
+/// `kernel.unprivileged_userns_clone=0` or Ubuntu's AppArmor do, with
+/// EPERM), stood for by util-linux `unshare -U` with no id mapped: the
+/// kernel refuses a nested user namespace to a process whose ids are not
+/// mapped. One line says where to look, and nothing is left in the
+/// runtime directory.
+fn user_namespaces_refused() -> Result<(), Failed> {
+    // The home gets the rootfs cache, made before the clone and kept as
+    // a cache is; the runtime directory gets nothing.
+    let (home, dir) = (scratch(), scratch());
+    let out = run_for(
+        std::process::Command::new("unshare")
+            .arg("-U")
+            .arg(support::bin("mini-run"))
+            .args(["run", "--rm", "--network", "none", "--", "true"])
+            .env("LC_ALL", "C")
+            .env("HOME", home.path())
+            .env("XDG_RUNTIME_DIR", dir.path()),
+        60,
+    )?;
+    let err = stderr(&out);
+    ensure(
+        out.status.code() == Some(125)
+            && err.lines().count() == 1
+            && err.starts_with("mini-run: clone(CLONE_NEWUSER")
+            && err.contains("user namespaces may be disabled or limited"),
+        describe(&out),
+    )?;
+    let left = walkdir(dir.path());
+    ensure(
+        left.is_empty(),
+        format!("left in the runtime directory: {left:?}"),
+    )?;
+    support::tally::add(support::tally::Tally::BadInput, 1);
+    Ok(())
 }

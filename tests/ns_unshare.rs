@@ -126,6 +126,12 @@ fn main() {
         &[],
         bad_input,
     );
+    suite.test_with_tools(
+        "where_user_namespaces_are_refused_one_line_says_where_to_look",
+        &[Root, UserNamespaces],
+        &["unshare"],
+        user_namespaces_refused,
+    );
     suite.run()
 }
 
@@ -748,5 +754,28 @@ fn bad_input() -> Result<(), Failed> {
         )?;
         support::tally::add(support::tally::Tally::BadInput, 1);
     }
+    Ok(())
+}
+
+/// A host where user namespaces are refused, as Debian's
+/// `kernel.unprivileged_userns_clone=0` or Ubuntu's AppArmor refuses them
+/// (EPERM), stood for by a user namespace of util-linux `unshare -U` with
+/// no id mapped: the kernel refuses a nested one to a process whose ids
+/// are not mapped, and nothing on the machine is changed.
+fn user_namespaces_refused() -> Result<(), Failed> {
+    let out = run(std::process::Command::new("unshare")
+        .arg("-U")
+        .arg(support::bin("ns-unshare"))
+        .args(["--user", "--fork", "true"])
+        .env("LC_ALL", "C"))?;
+    let err = stderr(&out);
+    ensure_eq(out.status.code(), Some(125), &describe(&out))?;
+    ensure(
+        err.lines().count() == 1
+            && err.starts_with("ns-unshare: unshare(CLONE_NEWUSER")
+            && err.contains("see /proc/sys/user/max_user_namespaces"),
+        describe(&out),
+    )?;
+    support::tally::add(support::tally::Tally::BadInput, 1);
     Ok(())
 }

@@ -621,7 +621,9 @@ impl Executor<'_> {
         let flags = namespaces
             .iter()
             .fold(nix::sched::CloneFlags::empty(), |f, n| f | n.flag());
-        match clone_into(flags).map_err(|e| Error::sys(call(), e))? {
+        match clone_into(flags)
+            .map_err(|e| ns_unshare::run::unshare_error(call(), e, namespaces))?
+        {
             Fork::Parent { child } => {
                 self.here = Side::Parent;
                 self.child = Some(child);

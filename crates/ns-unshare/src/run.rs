@@ -343,7 +343,10 @@ fn write_proc(path: &str, content: &str, call: impl Fn() -> String) -> Result<()
     })
 }
 
-fn unshare_error(call: String, errno: Errno, namespaces: &[Namespace]) -> Error {
+/// The error of an `unshare` or `clone` that makes `namespaces`, with the
+/// hint for its errno: root, disabled user namespaces, a missing kind.
+/// mini-run's clone words its failures the same way.
+pub fn unshare_error(call: String, errno: Errno, namespaces: &[Namespace]) -> Error {
     let error = Error::sys(call, errno);
     match errno {
         Errno::EPERM if !Uid::effective().is_root() && !namespaces.contains(&Namespace::User) => {
