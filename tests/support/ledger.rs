@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 /// Everything watched, one line each.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ledger(BTreeSet<String>);
 
 /// The toolkit's programs, whose processes must not outlive a suite.
@@ -125,6 +125,53 @@ impl Ledger {
         } else {
             left
         }
+    }
+
+    /// What a sandbox's network namespace (kept by a bind mount on
+    /// `netns`) holds that the toolkit could change: its links and their
+    /// flags (but carrier, which a bridge loses with its last port and
+    /// had before its first), addresses, routes in every table, the nftables ruleset (with
+    /// counters' values left out) and the namespace's own forwarding
+    /// sysctls. A network test takes it once its sandbox is set up, and
+    /// again at the end, as the machine's ledger is taken around it.
+    pub fn of_netns(netns: &Path) -> Result<Self, String> {
+        const SCRIPT: &str = r#"
+            ip -o link show | sed -e 's/NO-CARRIER,//' -e 's/,LOWER_UP//' |
+                awk '{ sub(/@[^:]*:$/, ":", $2); print "link", $2, $3 }'
+            ip -o addr show | awk '{ print "address", $2, $3, $4 }'
+            ip route show table all | sed -e 's/ linkdown//' -e 's/^/route /'
+            nft list ruleset | sed 's/counter packets [0-9]* bytes [0-9]*/counter/' |
+                awk '$1 == "table" { t = $2 " " $3 } $1 == "chain" { c = $2 }
+                     { $1 = $1; if ($0 != "}" && $0 != "") print "nft", t, c ":", $0 }'
+            for f in ip_forward conf/all/route_localnet; do
+                echo "sysctl $f = $(cat /proc/sys/net/ipv4/$f)"
+            done"#;
+        let out = std::process::Command::new("nsenter")
+            .arg(format!("--net={}", netns.display()))
+            .args(["sh", "-ec", SCRIPT])
+            .output()
+            .map_err(|e| format!("nsenter --net={}: {e}", netns.display()))?;
+        if !out.status.success() {
+            return Err(format!(
+                "the ledger of {}: {}",
+                netns.display(),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(Self(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(String::from)
+                .collect(),
+        ))
+    }
+
+    /// How this ledger differs from `before`: `+ line` for what is new,
+    /// `- line` for what is gone. Empty when they are the same.
+    pub fn changes_since(&self, before: &Ledger) -> Vec<String> {
+        let added = self.0.difference(&before.0).map(|l| format!("+ {l}"));
+        let gone = before.0.difference(&self.0).map(|l| format!("- {l}"));
+        added.chain(gone).collect()
     }
 
     pub fn len(&self) -> usize {
