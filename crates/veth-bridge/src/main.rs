@@ -56,8 +56,7 @@ fn go(cli: &Cli, narrator: &Narrator) -> Result<(), Error> {
             action: BridgeAction::Del { name },
         } => {
             let nl = Netlink::open()?;
-            let bridge = plan::find_bridge(name, &nl)?;
-            run(narrator, &plan::bridge_del(&bridge, &nft::list()?)?)?;
+            run(narrator, &plan::bridge_del(name, &nft::list()?, &nl)?)?;
         }
         Command::Connect { bridge, target, ip } => {
             let wanted = ip

@@ -362,7 +362,7 @@ impl Step for Op {
             Op::AddAddress { .. } => "the container's address, from the bridge's subnet".into(),
             Op::SetUp { link, .. } if link == "lo" => "a new network namespace has only lo, and it is down".into(),
             Op::SetUp { .. } => "a link carries nothing until it is up".into(),
-            Op::MakeLeases { .. } => "one file per address taken: the toolkit's allocator, like CNI's host-local".into(),
+            Op::MakeLeases { .. } => "one file per address taken: the toolkit's allocator, like CNI's host-local; made first, it marks the bridge as the toolkit's, so that bridge del can take back an add stopped at any step".into(),
             Op::TakeLease { .. } => "O_EXCL lets exactly one process make the file, so containers started at once never share an address".into(),
             Op::AddVeth { .. } => "a veth pair is a cable: the host end stays here, the other end is made directly inside the namespace as eth0, in one request".into(),
             Op::SetMaster { .. } => "plug the host end into the bridge".into(),
@@ -426,6 +426,14 @@ pub fn bridge_add(name: &str, subnet: &Subnet, nl: &Netlink) -> Result<Plan<Op>,
         )));
     }
     let mut plan = Plan::new();
+    // The leases directory first: it is the toolkit's mark that a bridge
+    // of this name is its own, so `bridge del` can take back an add
+    // stopped after any step, a SIGKILL included. Made last, a bridge
+    // left by a killed add would be nobody's, for all veth-bridge could
+    // tell, and it deletes no link it cannot tell is its own.
+    plan.push(Op::MakeLeases {
+        dir: Leases::of(name).dir().to_path_buf(),
+    });
     plan.push(Op::AddBridge { name: name.into() });
     plan.push(Op::AddAddress {
         link: name.into(),
@@ -436,9 +444,6 @@ pub fn bridge_add(name: &str, subnet: &Subnet, nl: &Netlink) -> Result<Plan<Op>,
     plan.push(Op::SetUp {
         link: name.into(),
         netns: None,
-    });
-    plan.push(Op::MakeLeases {
-        dir: Leases::of(name).dir().to_path_buf(),
     });
     Ok(plan)
 }
@@ -456,15 +461,20 @@ pub struct Bridge {
 pub fn find_bridge(name: &str, nl: &Netlink) -> Result<Bridge, Error> {
     crate::cli::interface_name("bridge", name)?;
     let leases = Leases::of(name);
-    let index = nl.link_index(name)?;
-    let (Some(index), true) = (index, leases.dir().is_dir()) else {
-        return Err(Error::usage(format!(
-            "no bridge {name} of the toolkit's; make it with veth-bridge bridge add {name}"
-        )));
+    let index = match (nl.link_index(name)?, leases.dir().is_dir()) {
+        (Some(index), true) => index,
+        (None, true) => {
+            return Err(Error::usage(format!(
+                "bridge {name} is half made (a bridge add was stopped before it made the \
+                 link); take it back with veth-bridge bridge del {name}, then add it again"
+            )));
+        }
+        (_, false) => return Err(no_bridge(name)),
     };
     let (addr, prefix) = nl.addresses(index)?.into_iter().next().ok_or_else(|| {
-        Error::setup(format!(
-            "bridge {name} has no IPv4 address; remove it and add it again"
+        Error::usage(format!(
+            "bridge {name} has no IPv4 address (a bridge add was stopped before it gave it \
+             one); take it back with veth-bridge bridge del {name}, then add it again"
         ))
     })?;
     Ok(Bridge {
@@ -475,27 +485,52 @@ pub fn find_bridge(name: &str, nl: &Netlink) -> Result<Bridge, Error> {
     })
 }
 
+fn no_bridge(name: &str) -> Error {
+    Error::usage(format!(
+        "no bridge {name} of the toolkit's; make it with veth-bridge bridge add {name}"
+    ))
+}
+
 /// `bridge del NAME`: refused while namespaces are connected, as
-/// `docker network rm` refuses a network with containers.
-pub fn bridge_del(bridge: &Bridge, table: &Table) -> Result<Plan<Op>, Error> {
-    let held = bridge.leases.list();
+/// `docker network rm` refuses a network with containers. It also takes
+/// back a `bridge add` that was stopped after any of its steps: the
+/// leases directory, made first, says the name is the toolkit's, and
+/// whatever was made after it — the link, its address — goes.
+pub fn bridge_del(name: &str, table: &Table, nl: &Netlink) -> Result<Plan<Op>, Error> {
+    crate::cli::interface_name("bridge", name)?;
+    let leases = Leases::of(name);
+    let link = nl.links()?.into_iter().find(|l| l.name == name);
+    if !leases.dir().is_dir() {
+        return Err(match link {
+            Some(_) => Error::usage(format!(
+                "{name} is not a bridge of the toolkit's (there is no {}); veth-bridge \
+                 removes only the bridges it made: if {name} is yours, ip link del {name}",
+                leases.dir().display()
+            )),
+            None => no_bridge(name),
+        });
+    }
+    let held = leases.list();
     if let Some((addr, holder)) = held.first() {
         return Err(Error::usage(format!(
-            "bridge {} still has {} connected ({holder} at {addr}{}); disconnect them first",
-            bridge.name,
+            "bridge {name} still has {} connected ({holder} at {addr}{}); disconnect them first",
             steps::units::plural(held.len() as u64, "namespace", "namespaces"),
             if held.len() > 1 { ", …" } else { "" }
         )));
     }
     let mut plan = Plan::new();
-    let rest = delete_rules(&mut plan, table, Select::Bridge(bridge.name.clone()));
+    let rest = delete_rules(&mut plan, table, Select::Bridge(name.into()));
     tidy_table(&mut plan, &rest);
-    plan.push(Op::DeleteLink {
-        name: bridge.name.clone(),
-        veth: false,
-    });
+    // A link of another kind by that name is not the one the toolkit
+    // made (its add stopped before making any): it stays.
+    if link.is_some_and(|l| l.kind.as_deref() == Some("bridge")) {
+        plan.push(Op::DeleteLink {
+            name: name.into(),
+            veth: false,
+        });
+    }
     plan.push(Op::RemoveLeases {
-        dir: bridge.leases.dir().to_path_buf(),
+        dir: leases.dir().to_path_buf(),
     });
     Ok(plan)
 }
