@@ -839,16 +839,13 @@ impl OwnNetwork {
 /// One command's walk: its `--dry-run` plan's steps, and for each step N
 /// that fail@N fails with 125 and one line, int@N stops with 130 and one
 /// line, and both leave the sandbox as it was; and that kill@N leaves it
-/// as it was once `cleanup` (the command's inverse) has run. `kill_left`
-/// says, for the steps after which a SIGKILL leaves something that no
-/// command of veth-bridge's takes back, what must be taken back by hand
-/// (the test does, and says so).
+/// as it was once `cleanup` (the command's inverse) has run. Nothing is
+/// taken back by hand.
 struct Walk<'a> {
     sandbox: &'a OwnNetwork,
     command: Vec<&'a str>,
     cleanup: Vec<&'a str>,
     inside: Vec<&'a str>,
-    kill_left: &'a dyn Fn(usize) -> Option<&'a str>,
 }
 
 impl Walk<'_> {
@@ -883,6 +880,7 @@ impl Walk<'_> {
                     format!("{fault}@{n}, after {after}\n{}", describe(&out)),
                 )?;
                 same(format!("{fault}@{n}, after {after}"))?;
+                support::tally::add(support::tally::Tally::FaultPoint, 1);
             }
             let out = s.veth_bridge(&self.command, Some(&format!("kill@{n}")))?;
             ensure(
@@ -890,24 +888,16 @@ impl Walk<'_> {
                 format!("kill@{n}, after {after}\n{}", describe(&out)),
             )?;
             let cleanup = s.veth_bridge(&self.cleanup, None)?;
-            match (self.kill_left)(n) {
-                None => ensure(
-                    cleanup.status.success(),
-                    format!(
-                        "kill@{n}, after {after}: {:?}\n{}",
-                        self.cleanup,
-                        describe(&cleanup)
-                    ),
-                )?,
-                Some(by_hand) => {
-                    eprintln!(
-                        "kill@{n}, after {after}: {:?} leaves what `{by_hand}` takes back",
-                        self.cleanup
-                    );
-                    s.sh(by_hand)?;
-                }
-            }
+            ensure(
+                cleanup.status.success(),
+                format!(
+                    "kill@{n}, after {after}: {:?}\n{}",
+                    self.cleanup,
+                    describe(&cleanup)
+                ),
+            )?;
             same(format!("kill@{n}, after {after}, then {:?}", self.cleanup))?;
+            support::tally::add(support::tally::Tally::FaultPoint, 1);
         }
         Ok(())
     }
@@ -940,7 +930,6 @@ fn faults_in_bridge_add() -> Result<(), Failed> {
         command: vec!["bridge", "add", "ub0", "--subnet", "10.208.20.0/24"],
         cleanup: vec!["bridge", "del", "ub0"],
         inside: vec![],
-        kill_left: &|_| None,
     }
     .run()
 }
@@ -953,8 +942,6 @@ fn faults_in_connect() -> Result<(), Failed> {
         command: vec!["connect", "ub0", "--netns", &one],
         cleanup: vec!["disconnect", "ub0", "--netns", &one],
         inside: vec![&one],
-        // disconnect leaves lo up, after a connect killed or not.
-        kill_left: &|n| (n >= 6).then_some("nsenter --net=/run/one ip link set lo down"),
     }
     .run()
 }
@@ -966,7 +953,6 @@ fn faults_in_nat_on() -> Result<(), Failed> {
         command: vec!["nat", "ub0", "on"],
         cleanup: vec!["nat", "ub0", "off"],
         inside: inside.iter().map(String::as_str).collect(),
-        kill_left: &|_| None,
     }
     .run()
 }
@@ -978,7 +964,6 @@ fn faults_in_publish() -> Result<(), Failed> {
         command: vec!["publish", "ub0", "8080:80", "--to", "10.208.20.2"],
         cleanup: vec!["unpublish", "ub0", "8080"],
         inside: inside.iter().map(String::as_str).collect(),
-        kill_left: &|_| None,
     }
     .run()
 }

@@ -10,6 +10,11 @@
 //! gets it, the others move on to the next. Releasing is `unlink()`.
 //! The files live under `/run`, so they go with a reboot, as the
 //! interfaces do.
+//!
+//! A lease holds its holder, the veth's host end, on its first line; a
+//! second line, `lo`, notes that `connect` found the namespace's
+//! loopback down and brought it up, so that `disconnect` puts it down
+//! again. The note lives and goes with the lease.
 
 use std::fmt;
 use std::io::Write;
@@ -206,11 +211,37 @@ impl Leases {
         }
     }
 
-    /// Who holds `addr`, if anyone.
+    /// Who holds `addr`, if anyone: the lease's first line.
     pub fn holder(&self, addr: Ipv4Addr) -> Option<String> {
         std::fs::read_to_string(self.file(addr))
             .ok()
-            .map(|s| s.trim().to_string())
+            .map(|s| s.lines().next().unwrap_or("").trim().to_string())
+    }
+
+    /// Notes in `holder`'s lease that the namespace's loopback was down
+    /// and is being brought up (appends the line `lo`).
+    pub fn note_loopback(&self, holder: &str) -> Result<(), Error> {
+        let addr = self.find(holder).ok_or_else(|| {
+            Error::setup(format!(
+                "no lease of {holder}'s in {}; it went away while veth-bridge ran",
+                self.dir.display()
+            ))
+        })?;
+        let path = self.file(addr);
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .and_then(|mut file| file.write_all(b"lo\n"))
+            .map_err(|e| io_error("write", &path, &e))
+    }
+
+    /// Whether `holder`'s lease notes that its namespace's loopback was
+    /// brought up by `connect`.
+    pub fn loopback_noted(&self, holder: &str) -> bool {
+        self.find(holder).is_some_and(|addr| {
+            std::fs::read_to_string(self.file(addr))
+                .is_ok_and(|text| text.lines().skip(1).any(|l| l.trim() == "lo"))
+        })
     }
 
     /// Gives `addr` back. Releasing an address nobody holds is not an
@@ -304,6 +335,11 @@ mod tests {
             (Ipv4Addr::new(10, 208, 0, 2), Ipv4Addr::new(10, 208, 0, 3))
         );
         assert_eq!(leases.find("two"), Some(b));
+        assert!(!leases.loopback_noted("two"));
+        leases.note_loopback("two").unwrap();
+        assert!(leases.loopback_noted("two"));
+        assert_eq!(leases.holder(b).as_deref(), Some("two"));
+        assert!(leases.note_loopback("nobody").is_err());
         leases.release(a).unwrap();
         assert_eq!(leases.take(&s, None, "three").unwrap(), a);
         let err = leases.take(&s, Some(b), "four").unwrap_err();

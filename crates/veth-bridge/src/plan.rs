@@ -76,6 +76,17 @@ pub enum Op {
         link: String,
         netns: Option<Netns>,
     },
+    /// A namespace's `lo` up, when it is down; noted in the lease of
+    /// `holder` (in `dir`) first, for disconnect to put it down again.
+    LoopbackUp {
+        netns: Netns,
+        dir: PathBuf,
+        holder: String,
+    },
+    /// A namespace's `lo` down again: connect brought it up.
+    LoopbackDown {
+        netns: Netns,
+    },
     /// The directory of the bridge's leases: the toolkit's mark that the
     /// bridge is its own.
     MakeLeases {
@@ -207,6 +218,8 @@ impl Op {
                 let args = format!("link set {link} up");
                 netns.as_ref().map_or(format!("ip {args}"), |n| n.ip(&args))
             }
+            Op::LoopbackUp { netns, .. } => netns.ip("link set lo up"),
+            Op::LoopbackDown { netns } => netns.ip("link set lo down"),
             Op::MakeLeases { dir } => format!("mkdir -p {}", dir.display()),
             Op::TakeLease { dir, .. } => format!("set -C; echo HOLDER > {}/ADDR", dir.display()),
             Op::AddVeth { host, peer, netns } => {
@@ -277,6 +290,18 @@ impl Op {
             ),
             Op::SetUp { link, netns } => {
                 format!("RTM_NEWLINK {{{link}, flags +IFF_UP}}{}", inside(netns))
+            }
+            Op::LoopbackUp { netns, .. } => {
+                format!(
+                    "RTM_NEWLINK {{lo, flags +IFF_UP}} in {}",
+                    netns.path.display()
+                )
+            }
+            Op::LoopbackDown { netns } => {
+                format!(
+                    "RTM_NEWLINK {{lo, flags -IFF_UP}} in {}",
+                    netns.path.display()
+                )
             }
             Op::MakeLeases { dir } => format!("mkdir(\"{}\")", dir.display()),
             Op::TakeLease { dir, wanted, .. } => format!(
@@ -360,7 +385,8 @@ impl Step for Op {
             Op::AddBridge { .. } => "a bridge is a switch in the kernel: the veths plugged into it reach each other, like docker0".into(),
             Op::AddAddress { netns: None, .. } => "the bridge's own address is the containers' gateway; it puts the subnet's route on the host".into(),
             Op::AddAddress { .. } => "the container's address, from the bridge's subnet".into(),
-            Op::SetUp { link, .. } if link == "lo" => "a new network namespace has only lo, and it is down".into(),
+            Op::LoopbackUp { .. } => "a new network namespace has only lo, and it is down; when it is, the lease notes (a line lo) that connect brings it up, so that disconnect puts it down again".into(),
+            Op::LoopbackDown { .. } => "connect brought lo up (its lease says so): it goes down again, as it was".into(),
             Op::SetUp { .. } => "a link carries nothing until it is up".into(),
             Op::MakeLeases { .. } => "one file per address taken: the toolkit's allocator, like CNI's host-local; made first, it marks the bridge as the toolkit's, so that bridge del can take back an add stopped at any step".into(),
             Op::TakeLease { .. } => "O_EXCL lets exactly one process make the file, so containers started at once never share an address".into(),
@@ -578,9 +604,10 @@ pub fn connect(
         link: host.clone(),
         netns: None,
     });
-    plan.push(Op::SetUp {
-        link: "lo".into(),
-        netns: Some(netns.clone()),
+    plan.push(Op::LoopbackUp {
+        netns: netns.clone(),
+        dir: bridge.leases.dir().to_path_buf(),
+        holder: host.clone(),
     });
     plan.push(Op::AddAddress {
         link: "eth0".into(),
@@ -607,7 +634,7 @@ pub fn disconnect(
     nl: &Netlink,
 ) -> Result<Plan<Op>, Error> {
     let host = host_end(&netns.path)?;
-    let plan = disconnect_end(bridge, &host, table, nl)?;
+    let plan = disconnect_plan(bridge, &host, Some(netns), table, nl)?;
     if plan.is_empty() {
         return Err(Error::usage(format!(
             "{} is not connected to {} (no link {host}); see veth-bridge show",
@@ -625,6 +652,18 @@ pub fn disconnect(
 pub fn disconnect_end(
     bridge: &Bridge,
     host: &str,
+    table: &Table,
+    nl: &Netlink,
+) -> Result<Plan<Op>, Error> {
+    disconnect_plan(bridge, host, None, table, nl)
+}
+
+/// [`disconnect_end`], and with the namespace at hand, its `lo` put down
+/// again if connect brought it up.
+fn disconnect_plan(
+    bridge: &Bridge,
+    host: &str,
+    netns: Option<&Netns>,
     table: &Table,
     nl: &Netlink,
 ) -> Result<Plan<Op>, Error> {
@@ -647,6 +686,14 @@ pub fn disconnect_end(
         );
         let rest = unguard_if_unpublished(&mut plan, bridge, &rest);
         tidy_table(&mut plan, &rest);
+    }
+    // Before the lease goes, which holds the note.
+    if let Some(netns) = netns {
+        if bridge.leases.loopback_noted(&host) {
+            plan.push(Op::LoopbackDown {
+                netns: netns.clone(),
+            });
+        }
     }
     if linked {
         plan.push(Op::DeleteLink {
@@ -944,11 +991,23 @@ fn execute_until(
                     None => &host,
                 };
                 let index = must_exist(nl, link)?;
-                let was_down =
-                    netns.is_some() && nl.links()?.iter().any(|l| l.index == index && !l.up);
                 nl.set_up(index)?;
-                if let (true, Some(netns)) = (was_down, netns) {
+            }
+            Op::LoopbackUp { netns, dir, holder } => {
+                let nl = netlink_in(&mut inside, netns)?;
+                let index = must_exist(nl, "lo")?;
+                if nl.links()?.iter().any(|l| l.index == index && !l.up) {
+                    // The note first: killed between the two,
+                    // disconnect puts down a lo that is down already.
+                    Leases::at(dir.clone()).note_loopback(holder)?;
+                    nl.set_up(index)?;
                     undo.brought_up.push((netns.clone(), index));
+                }
+            }
+            Op::LoopbackDown { netns } => {
+                let nl = netlink_in(&mut inside, netns)?;
+                if let Some(index) = nl.link_index("lo")? {
+                    nl.set_down(index)?;
                 }
             }
             Op::MakeLeases { dir } => {
