@@ -35,9 +35,35 @@ pub struct Subnet {
 /// and Kubernetes' defaults (10.96.0.0/12, 10.244.0.0/16) take.
 pub const DEFAULT_SUBNET: &str = "10.208.0.0/24";
 
+/// The prefix lengths a bridge's subnet may have: a /16 is the widest
+/// network Docker hands out by default, a /30 the narrowest with room for
+/// a gateway and one container.
+const MIN_PREFIX: u8 = 16;
+const MAX_PREFIX: u8 = 30;
+
+/// Ranges no bridge can use, and why
+/// ([RFC 6890](https://www.rfc-editor.org/rfc/rfc6890)).
+const RESERVED: [(&str, &str); 5] = [
+    ("0.0.0.0/8", "\"this network\", which no interface may have"),
+    ("127.0.0.0/8", "the loopback range, which belongs to lo"),
+    (
+        "169.254.0.0/16",
+        "the link-local range, which no router forwards",
+    ),
+    (
+        "224.0.0.0/4",
+        "the multicast range, which is no interface's",
+    ),
+    (
+        "240.0.0.0/4",
+        "the reserved range, which the kernel does not route",
+    ),
+];
+
 impl Subnet {
     /// Parses `A.B.C.D/N`; the address must be the network's own (host
-    /// bits zero), as `docker network create --subnet` requires.
+    /// bits zero), as `docker network create --subnet` requires. The
+    /// prefix is 16 to 30, and the range one a bridge can use.
     pub fn parse(text: &str) -> Result<Self, String> {
         let (addr, prefix) = text.split_once('/').ok_or_else(|| {
             format!("{text:?} is not a subnet: write it as A.B.C.D/N, e.g. 10.208.0.0/24")
@@ -48,12 +74,24 @@ impl Subnet {
         let prefix: u8 = prefix
             .parse()
             .ok()
-            .filter(|p| *p <= 32)
-            .ok_or_else(|| format!("/{prefix} is not a prefix length: give 8 to 30"))?;
-        if !(8..=30).contains(&prefix) {
+            .filter(|p| *p <= 32 && prefix.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(|| {
+                format!(
+                    "{:?} is not a prefix length: give {MIN_PREFIX} to {MAX_PREFIX}",
+                    format!("/{prefix}")
+                )
+            })?;
+        if prefix > MAX_PREFIX {
             return Err(format!(
-                "/{prefix} leaves no room for a gateway and containers, or is wider than a \
-                 private network: give 8 to 30"
+                "/{prefix} leaves no room for a gateway and containers: give {MIN_PREFIX} to \
+                 {MAX_PREFIX}"
+            ));
+        }
+        if prefix < MIN_PREFIX {
+            return Err(format!(
+                "/{prefix} is wider than one bridge should be: it would claim every address \
+                 of the range for the bridge, other networks in it included; give \
+                 {MIN_PREFIX} to {MAX_PREFIX} (Docker's own networks are /16 at most)"
             ));
         }
         let subnet = Self { network, prefix };
@@ -66,7 +104,38 @@ impl Subnet {
                 }
             ));
         }
+        if let Some((range, what)) = RESERVED
+            .iter()
+            .find(|(range, _)| subnet.overlaps(&Subnet::parse_known(range)))
+        {
+            return Err(format!(
+                "{subnet} is in {range}, {what}; give a private range, e.g. {DEFAULT_SUBNET}"
+            ));
+        }
         Ok(subnet)
+    }
+
+    /// A subnet written in this file.
+    fn parse_known(text: &str) -> Self {
+        let (addr, prefix) = text.split_once('/').expect("A.B.C.D/N");
+        Self {
+            network: addr.parse().expect("an address"),
+            prefix: prefix.parse().expect("a prefix"),
+        }
+    }
+
+    /// Whether the two share any address.
+    pub fn overlaps(&self, other: &Subnet) -> bool {
+        self.contains(other.network()) || other.contains(self.network())
+    }
+
+    /// Whether `addr` may be a container's: in the subnet, and not its
+    /// network address, gateway or broadcast address.
+    pub fn is_container_address(&self, addr: Ipv4Addr) -> bool {
+        self.contains(addr)
+            && addr != self.gateway()
+            && addr != self.broadcast()
+            && addr != self.network()
     }
 
     /// The subnet an address with a prefix length belongs to.
@@ -162,15 +231,8 @@ impl Leases {
     ) -> Result<Ipv4Addr, Error> {
         std::fs::create_dir_all(&self.dir).map_err(|e| io_error("mkdir", &self.dir, &e))?;
         if let Some(addr) = wanted {
-            if !subnet.contains(addr)
-                || addr == subnet.gateway()
-                || addr == subnet.broadcast()
-                || addr == subnet.network()
-            {
-                return Err(Error::usage(format!(
-                    "--ip {addr}: not a container address of {subnet} (the gateway is {})",
-                    subnet.gateway()
-                )));
+            if !subnet.is_container_address(addr) {
+                return Err(not_a_container_address(subnet, addr));
             }
             return match self.try_take(addr, holder)? {
                 true => Ok(addr),
@@ -288,6 +350,17 @@ impl Leases {
     }
 }
 
+/// `--ip ADDR` that no container of `subnet` can have.
+pub fn not_a_container_address(subnet: &Subnet, addr: Ipv4Addr) -> Error {
+    Error::usage(format!(
+        "--ip {addr}: not a container address of {subnet} (the gateway is {}); give one \
+         from {} to {}, or leave --ip out",
+        subnet.gateway(),
+        Ipv4Addr::from(u32::from(subnet.gateway()) + 1),
+        Ipv4Addr::from(u32::from(subnet.broadcast()) - 1),
+    ))
+}
+
 fn io_error(call: &str, path: &Path, error: &std::io::Error) -> Error {
     Error::io(format!("{call}(\"{}\")", path.display()), error)
 }
@@ -307,6 +380,18 @@ mod tests {
         assert_eq!(addrs[0], Ipv4Addr::new(10, 208, 0, 2));
         assert!(s.contains(Ipv4Addr::new(10, 208, 0, 77)));
         assert!(!s.contains(Ipv4Addr::new(10, 208, 1, 1)));
+        assert!(s.is_container_address(Ipv4Addr::new(10, 208, 0, 2)));
+        for not in [
+            [10, 208, 0, 0],
+            [10, 208, 0, 1],
+            [10, 208, 0, 255],
+            [10, 9, 0, 2],
+        ] {
+            assert!(!s.is_container_address(not.into()), "{not:?}");
+        }
+        let wide = Subnet::parse("10.208.0.0/16").unwrap();
+        assert!(s.overlaps(&wide) && wide.overlaps(&s));
+        assert!(!s.overlaps(&Subnet::parse("10.208.1.0/24").unwrap()));
     }
 
     #[test]
@@ -317,6 +402,15 @@ mod tests {
             ("10.0.0.0", "A.B.C.D/N"),
             ("10.0.0.1/24", "host bits set: the subnet is 10.0.0.0/24"),
             ("10.0.0.0/31", "leaves no room"),
+            ("10.0.0.0/8", "wider than one bridge should be"),
+            ("10.0.0.0/-1", "\"/-1\" is not a prefix length"),
+            ("10.0.0.0/+24", "\"/+24\" is not a prefix length"),
+            ("10.0.0.0/2\n4", "\"/2\\n4\" is not a prefix length"),
+            ("127.0.0.0/24", "the loopback range"),
+            ("0.0.0.0/16", "\"this network\""),
+            ("169.254.0.0/16", "link-local"),
+            ("224.0.0.0/24", "multicast"),
+            ("255.255.255.0/24", "reserved"),
         ] {
             let err = Subnet::parse(text).unwrap_err();
             assert!(err.contains(says), "{text}: {err}");

@@ -51,6 +51,70 @@ impl Netns {
             ))
         })
     }
+
+    /// Checks, before anything is made, that the file is a network
+    /// namespace, and another than veth-bridge's own (the host's, whose
+    /// "container" end would land on the host itself).
+    pub fn check(&self) -> Result<(), Error> {
+        let file = self.open()?;
+        let path = self.path.display();
+        let stat = |what: &str, meta: std::io::Result<std::fs::Metadata>| {
+            meta.map_err(|e| Error::io(format!("stat(\"{what}\")"), &e))
+        };
+        let it = stat(&path.to_string(), file.metadata())?;
+        let own = stat(OWN_NETNS, std::fs::metadata(OWN_NETNS))?;
+        // Every namespace file is on nsfs, one file system.
+        if it.dev() != own.dev() {
+            return Err(Error::usage(format!(
+                "{path} is not a namespace file; {NETNS_HINT}"
+            )));
+        }
+        if it.ino() == own.ino() {
+            return Err(Error::usage(format!(
+                "{path} is veth-bridge's own network namespace, the host's: its eth0 would \
+                 be the host's; give a container's (ip netns add NAME, or --pid of a process \
+                 in another network namespace)"
+            )));
+        }
+        // Which kind of namespace it is, only setns(2) tells: EINVAL for
+        // another kind. Tried in a thread of its own, which then ends.
+        let joined = std::thread::scope(|scope| {
+            scope
+                .spawn(|| nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET))
+                .join()
+        });
+        if let Ok(Err(nix::errno::Errno::EINVAL)) = joined {
+            return Err(Error::usage(format!(
+                "{path} is a namespace of another kind, not a network namespace; {NETNS_HINT}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// This process's network namespace.
+const OWN_NETNS: &str = "/proc/self/ns/net";
+
+/// Refuses, before anything is made, to change the network without
+/// `CAP_NET_ADMIN` (bit 12 of `CapEff` in /proc/self/status), which root
+/// has: otherwise the first request would fail half-way into a plan.
+pub fn require_net_admin(command: &str) -> Result<(), Error> {
+    const CAP_NET_ADMIN: u32 = 12;
+    let status = std::fs::read_to_string("/proc/self/status")
+        .map_err(|e| Error::io("read(\"/proc/self/status\")", &e))?;
+    let effective = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    if effective & (1 << CAP_NET_ADMIN) != 0 {
+        return Ok(());
+    }
+    Err(Error::setup(format!(
+        "{command} changes the network, which needs root (CAP_NET_ADMIN), and uid {} runs \
+         it without; run it with sudo",
+        nix::unistd::Uid::effective()
+    )))
 }
 
 /// An address a step gives: known when the plan is made, or the one the
@@ -451,6 +515,20 @@ pub fn bridge_add(name: &str, subnet: &Subnet, nl: &Netlink) -> Result<Plan<Op>,
             "a link named {name} exists already; choose another name (ip link show {name})"
         )));
     }
+    // Two interfaces with overlapping subnets leave the host two routes
+    // to the same addresses; Docker refuses such a network too ("Pool
+    // overlaps with other one on this address space").
+    for link in nl.links()? {
+        for (addr, prefix) in nl.addresses(link.index)? {
+            if subnet.overlaps(&Subnet::containing(addr, prefix)) {
+                return Err(Error::usage(format!(
+                    "--subnet {subnet} overlaps {addr}/{prefix} on {}; choose a subnet no \
+                     interface here has (ip -4 addr shows them)",
+                    link.name
+                )));
+            }
+        }
+    }
     let mut plan = Plan::new();
     // The leases directory first: it is the toolkit's mark that a bridge
     // of this name is its own, so `bridge del` can take back an add
@@ -568,6 +646,12 @@ pub fn connect(
     wanted: Option<Ipv4Addr>,
     nl: &Netlink,
 ) -> Result<Plan<Op>, Error> {
+    netns.check()?;
+    if let Some(addr) = wanted {
+        if !bridge.subnet.is_container_address(addr) {
+            return Err(crate::alloc::not_a_container_address(&bridge.subnet, addr));
+        }
+    }
     let host = host_end(&netns.path)?;
     if nl.link_index(&host)?.is_some() {
         let links = nl.links()?;
@@ -633,6 +717,7 @@ pub fn disconnect(
     table: &Table,
     nl: &Netlink,
 ) -> Result<Plan<Op>, Error> {
+    netns.check()?;
     let host = host_end(&netns.path)?;
     let plan = disconnect_plan(bridge, &host, Some(netns), table, nl)?;
     if plan.is_empty() {
