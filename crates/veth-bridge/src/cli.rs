@@ -96,7 +96,9 @@ pub enum BridgeAction {
     /// Make a bridge with the subnet's first address as its own, up
     Add {
         name: String,
-        /// The bridge's subnet
+        /// The bridge's subnet: /16 to /30 (Docker takes wider ones),
+        /// overlapping no address of another interface here, and outside
+        /// the loopback, link-local and multicast ranges
         #[arg(long, value_name = "CIDR", default_value = crate::alloc::DEFAULT_SUBNET)]
         subnet: String,
     },
