@@ -10,6 +10,11 @@
 //! gets it, the others move on to the next. Releasing is `unlink()`.
 //! The files live under `/run`, so they go with a reboot, as the
 //! interfaces do.
+//!
+//! A lease holds its holder, the veth's host end, on its first line; a
+//! second line, `lo`, notes that `connect` found the namespace's
+//! loopback down and brought it up, so that `disconnect` puts it down
+//! again. The note lives and goes with the lease.
 
 use std::fmt;
 use std::io::Write;
@@ -30,9 +35,35 @@ pub struct Subnet {
 /// and Kubernetes' defaults (10.96.0.0/12, 10.244.0.0/16) take.
 pub const DEFAULT_SUBNET: &str = "10.208.0.0/24";
 
+/// The prefix lengths a bridge's subnet may have: a /16 is the widest
+/// network Docker hands out by default, a /30 the narrowest with room for
+/// a gateway and one container.
+const MIN_PREFIX: u8 = 16;
+const MAX_PREFIX: u8 = 30;
+
+/// Ranges no bridge can use, and why
+/// ([RFC 6890](https://www.rfc-editor.org/rfc/rfc6890)).
+const RESERVED: [(&str, &str); 5] = [
+    ("0.0.0.0/8", "\"this network\", which no interface may have"),
+    ("127.0.0.0/8", "the loopback range, which belongs to lo"),
+    (
+        "169.254.0.0/16",
+        "the link-local range, which no router forwards",
+    ),
+    (
+        "224.0.0.0/4",
+        "the multicast range, which is no interface's",
+    ),
+    (
+        "240.0.0.0/4",
+        "the reserved range, which the kernel does not route",
+    ),
+];
+
 impl Subnet {
     /// Parses `A.B.C.D/N`; the address must be the network's own (host
-    /// bits zero), as `docker network create --subnet` requires.
+    /// bits zero), as `docker network create --subnet` requires. The
+    /// prefix is 16 to 30, and the range one a bridge can use.
     pub fn parse(text: &str) -> Result<Self, String> {
         let (addr, prefix) = text.split_once('/').ok_or_else(|| {
             format!("{text:?} is not a subnet: write it as A.B.C.D/N, e.g. 10.208.0.0/24")
@@ -43,12 +74,24 @@ impl Subnet {
         let prefix: u8 = prefix
             .parse()
             .ok()
-            .filter(|p| *p <= 32)
-            .ok_or_else(|| format!("/{prefix} is not a prefix length: give 8 to 30"))?;
-        if !(8..=30).contains(&prefix) {
+            .filter(|p| *p <= 32 && prefix.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(|| {
+                format!(
+                    "{:?} is not a prefix length: give {MIN_PREFIX} to {MAX_PREFIX}",
+                    format!("/{prefix}")
+                )
+            })?;
+        if prefix > MAX_PREFIX {
             return Err(format!(
-                "/{prefix} leaves no room for a gateway and containers, or is wider than a \
-                 private network: give 8 to 30"
+                "/{prefix} leaves no room for a gateway and containers: give {MIN_PREFIX} to \
+                 {MAX_PREFIX}"
+            ));
+        }
+        if prefix < MIN_PREFIX {
+            return Err(format!(
+                "/{prefix} is wider than one bridge should be: it would claim every address \
+                 of the range for the bridge, other networks in it included; give \
+                 {MIN_PREFIX} to {MAX_PREFIX} (Docker's own networks are /16 at most)"
             ));
         }
         let subnet = Self { network, prefix };
@@ -61,7 +104,38 @@ impl Subnet {
                 }
             ));
         }
+        if let Some((range, what)) = RESERVED
+            .iter()
+            .find(|(range, _)| subnet.overlaps(&Subnet::parse_known(range)))
+        {
+            return Err(format!(
+                "{subnet} is in {range}, {what}; give a private range, e.g. {DEFAULT_SUBNET}"
+            ));
+        }
         Ok(subnet)
+    }
+
+    /// A subnet written in this file.
+    fn parse_known(text: &str) -> Self {
+        let (addr, prefix) = text.split_once('/').expect("A.B.C.D/N");
+        Self {
+            network: addr.parse().expect("an address"),
+            prefix: prefix.parse().expect("a prefix"),
+        }
+    }
+
+    /// Whether the two share any address.
+    pub fn overlaps(&self, other: &Subnet) -> bool {
+        self.contains(other.network()) || other.contains(self.network())
+    }
+
+    /// Whether `addr` may be a container's: in the subnet, and not its
+    /// network address, gateway or broadcast address.
+    pub fn is_container_address(&self, addr: Ipv4Addr) -> bool {
+        self.contains(addr)
+            && addr != self.gateway()
+            && addr != self.broadcast()
+            && addr != self.network()
     }
 
     /// The subnet an address with a prefix length belongs to.
@@ -157,15 +231,8 @@ impl Leases {
     ) -> Result<Ipv4Addr, Error> {
         std::fs::create_dir_all(&self.dir).map_err(|e| io_error("mkdir", &self.dir, &e))?;
         if let Some(addr) = wanted {
-            if !subnet.contains(addr)
-                || addr == subnet.gateway()
-                || addr == subnet.broadcast()
-                || addr == subnet.network()
-            {
-                return Err(Error::usage(format!(
-                    "--ip {addr}: not a container address of {subnet} (the gateway is {})",
-                    subnet.gateway()
-                )));
+            if !subnet.is_container_address(addr) {
+                return Err(not_a_container_address(subnet, addr));
             }
             return match self.try_take(addr, holder)? {
                 true => Ok(addr),
@@ -206,11 +273,37 @@ impl Leases {
         }
     }
 
-    /// Who holds `addr`, if anyone.
+    /// Who holds `addr`, if anyone: the lease's first line.
     pub fn holder(&self, addr: Ipv4Addr) -> Option<String> {
         std::fs::read_to_string(self.file(addr))
             .ok()
-            .map(|s| s.trim().to_string())
+            .map(|s| s.lines().next().unwrap_or("").trim().to_string())
+    }
+
+    /// Notes in `holder`'s lease that the namespace's loopback was down
+    /// and is being brought up (appends the line `lo`).
+    pub fn note_loopback(&self, holder: &str) -> Result<(), Error> {
+        let addr = self.find(holder).ok_or_else(|| {
+            Error::setup(format!(
+                "no lease of {holder}'s in {}; it went away while veth-bridge ran",
+                self.dir.display()
+            ))
+        })?;
+        let path = self.file(addr);
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .and_then(|mut file| file.write_all(b"lo\n"))
+            .map_err(|e| io_error("write", &path, &e))
+    }
+
+    /// Whether `holder`'s lease notes that its namespace's loopback was
+    /// brought up by `connect`.
+    pub fn loopback_noted(&self, holder: &str) -> bool {
+        self.find(holder).is_some_and(|addr| {
+            std::fs::read_to_string(self.file(addr))
+                .is_ok_and(|text| text.lines().skip(1).any(|l| l.trim() == "lo"))
+        })
     }
 
     /// Gives `addr` back. Releasing an address nobody holds is not an
@@ -257,6 +350,17 @@ impl Leases {
     }
 }
 
+/// `--ip ADDR` that no container of `subnet` can have.
+pub fn not_a_container_address(subnet: &Subnet, addr: Ipv4Addr) -> Error {
+    Error::usage(format!(
+        "--ip {addr}: not a container address of {subnet} (the gateway is {}); give one \
+         from {} to {}, or leave --ip out",
+        subnet.gateway(),
+        Ipv4Addr::from(u32::from(subnet.gateway()) + 1),
+        Ipv4Addr::from(u32::from(subnet.broadcast()) - 1),
+    ))
+}
+
 fn io_error(call: &str, path: &Path, error: &std::io::Error) -> Error {
     Error::io(format!("{call}(\"{}\")", path.display()), error)
 }
@@ -276,6 +380,18 @@ mod tests {
         assert_eq!(addrs[0], Ipv4Addr::new(10, 208, 0, 2));
         assert!(s.contains(Ipv4Addr::new(10, 208, 0, 77)));
         assert!(!s.contains(Ipv4Addr::new(10, 208, 1, 1)));
+        assert!(s.is_container_address(Ipv4Addr::new(10, 208, 0, 2)));
+        for not in [
+            [10, 208, 0, 0],
+            [10, 208, 0, 1],
+            [10, 208, 0, 255],
+            [10, 9, 0, 2],
+        ] {
+            assert!(!s.is_container_address(not.into()), "{not:?}");
+        }
+        let wide = Subnet::parse("10.208.0.0/16").unwrap();
+        assert!(s.overlaps(&wide) && wide.overlaps(&s));
+        assert!(!s.overlaps(&Subnet::parse("10.208.1.0/24").unwrap()));
     }
 
     #[test]
@@ -286,6 +402,15 @@ mod tests {
             ("10.0.0.0", "A.B.C.D/N"),
             ("10.0.0.1/24", "host bits set: the subnet is 10.0.0.0/24"),
             ("10.0.0.0/31", "leaves no room"),
+            ("10.0.0.0/8", "wider than one bridge should be"),
+            ("10.0.0.0/-1", "\"/-1\" is not a prefix length"),
+            ("10.0.0.0/+24", "\"/+24\" is not a prefix length"),
+            ("10.0.0.0/2\n4", "\"/2\\n4\" is not a prefix length"),
+            ("127.0.0.0/24", "the loopback range"),
+            ("0.0.0.0/16", "\"this network\""),
+            ("169.254.0.0/16", "link-local"),
+            ("224.0.0.0/24", "multicast"),
+            ("255.255.255.0/24", "reserved"),
         ] {
             let err = Subnet::parse(text).unwrap_err();
             assert!(err.contains(says), "{text}: {err}");
@@ -304,6 +429,11 @@ mod tests {
             (Ipv4Addr::new(10, 208, 0, 2), Ipv4Addr::new(10, 208, 0, 3))
         );
         assert_eq!(leases.find("two"), Some(b));
+        assert!(!leases.loopback_noted("two"));
+        leases.note_loopback("two").unwrap();
+        assert!(leases.loopback_noted("two"));
+        assert_eq!(leases.holder(b).as_deref(), Some("two"));
+        assert!(leases.note_loopback("nobody").is_err());
         leases.release(a).unwrap();
         assert_eq!(leases.take(&s, None, "three").unwrap(), a);
         let err = leases.take(&s, Some(b), "four").unwrap_err();

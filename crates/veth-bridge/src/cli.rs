@@ -5,6 +5,15 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use steps::{Error, StepArgs};
 
+const AFTER_HELP: &str = "\
+Exit status: 0 done (or nothing to do: NAT off already); 2 bad usage or a
+request refused before anything was made (a name, subnet, address, port or
+namespace that cannot be used, a bridge that is not the toolkit's, a port
+published already), with one line naming what and how to fix it; 125
+veth-bridge itself failed (a kernel call or nft command was refused, or it
+ran without root), and what it had made is taken back; 130 (128+N) stopped
+by SIGINT (signal N) between two steps, what it had made taken back.";
+
 /// A docker0 of your own: a bridge, veth pairs into network namespaces,
 /// addresses, routes, NAT and published ports.
 ///
@@ -16,7 +25,7 @@ use steps::{Error, StepArgs};
 /// or an nft command; --explain shows each beside the ip or nft command
 /// that does the same.
 #[derive(Debug, Parser)]
-#[command(name = "veth-bridge", version, max_term_width = 100)]
+#[command(name = "veth-bridge", version, max_term_width = 100, after_help = AFTER_HELP)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -87,7 +96,9 @@ pub enum BridgeAction {
     /// Make a bridge with the subnet's first address as its own, up
     Add {
         name: String,
-        /// The bridge's subnet
+        /// The bridge's subnet: /16 to /30 (Docker takes wider ones),
+        /// overlapping no address of another interface here, and outside
+        /// the loopback, link-local and multicast ranges
         #[arg(long, value_name = "CIDR", default_value = crate::alloc::DEFAULT_SUBNET)]
         subnet: String,
     },
@@ -109,6 +120,35 @@ pub struct Target {
 }
 
 impl Target {
+    /// The namespace file this target names, once the value is one a
+    /// learner can type and see back: not empty, no control character,
+    /// not `.` or `..`, a process id above 0.
+    pub fn checked_path(&self) -> Result<PathBuf, Error> {
+        if let Some(netns) = &self.netns {
+            let why = if netns.is_empty() {
+                Some("is empty")
+            } else if netns.chars().any(char::is_control) {
+                Some("has a control character in it")
+            } else if netns == "." || netns == ".." {
+                Some("is a directory, not a name")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                return Err(Error::usage(format!(
+                    "--netns {netns:?} {why}; give a namespace file by its path, or a name \
+                     from ip netns list"
+                )));
+            }
+        }
+        if self.pid == Some(0) {
+            return Err(Error::usage(
+                "--pid 0 is no process; give the pid of a process in the namespace",
+            ));
+        }
+        Ok(self.path())
+    }
+
     /// The namespace file this target names.
     pub fn path(&self) -> PathBuf {
         match (&self.pid, &self.netns) {
@@ -186,5 +226,12 @@ mod tests {
         assert_eq!(t(Some(42), None).path(), PathBuf::from("/proc/42/ns/net"));
         assert_eq!(t(None, Some("web")).path(), PathBuf::from("/run/netns/web"));
         assert_eq!(t(None, Some("/tmp/ns")).path(), PathBuf::from("/tmp/ns"));
+        for bad in ["", "a\nb", "..", "."] {
+            let err = t(None, Some(bad)).checked_path().unwrap_err();
+            assert_eq!(err.code(), 2, "{bad:?}");
+            assert_eq!(err.to_string().lines().count(), 1, "{bad:?}");
+        }
+        assert!(t(Some(0), None).checked_path().is_err());
+        assert!(t(None, Some("web")).checked_path().is_ok());
     }
 }

@@ -35,13 +35,25 @@ fn run(narrator: &Narrator, plan: &steps::Plan<plan::Op>) -> Result<bool, Error>
     Ok(true)
 }
 
+/// Refuses to change the network without the privilege it needs, after
+/// the values were checked (a bad one is named first) and before any
+/// state is read: `--dry-run` needs none.
+fn may_change(narrator: &Narrator, command: &str) -> Result<(), Error> {
+    if narrator.is_dry_run() {
+        return Ok(());
+    }
+    plan::require_net_admin(command)
+}
+
 fn go(cli: &Cli, narrator: &Narrator) -> Result<(), Error> {
     match &cli.command {
         Command::Bridge {
             action: BridgeAction::Add { name, subnet },
         } => {
+            veth_bridge::cli::interface_name("bridge", name)?;
             let subnet =
                 Subnet::parse(subnet).map_err(|e| Error::usage(format!("--subnet: {e}")))?;
+            may_change(narrator, "bridge add")?;
             let nl = Netlink::open()?;
             let plan = plan::bridge_add(name, &subnet, &nl)?;
             if run(narrator, &plan)? {
@@ -55,23 +67,30 @@ fn go(cli: &Cli, narrator: &Narrator) -> Result<(), Error> {
         Command::Bridge {
             action: BridgeAction::Del { name },
         } => {
+            veth_bridge::cli::interface_name("bridge", name)?;
+            may_change(narrator, "bridge del")?;
             let nl = Netlink::open()?;
-            let bridge = plan::find_bridge(name, &nl)?;
-            run(narrator, &plan::bridge_del(&bridge, &nft::list()?)?)?;
+            run(narrator, &plan::bridge_del(name, &nft::list()?, &nl)?)?;
         }
         Command::Connect { bridge, target, ip } => {
+            veth_bridge::cli::interface_name("bridge", bridge)?;
             let wanted = ip
                 .as_deref()
                 .map(|ip| {
-                    ip.parse::<Ipv4Addr>()
-                        .map_err(|_| Error::usage(format!("--ip {ip:?}: not an IPv4 address")))
+                    ip.parse::<Ipv4Addr>().map_err(|_| {
+                        Error::usage(format!(
+                            "--ip {ip:?}: not an IPv4 address; give one of the bridge's \
+                             subnet, or leave --ip out"
+                        ))
+                    })
                 })
                 .transpose()?;
+            let netns = Netns {
+                path: target.checked_path()?,
+            };
+            may_change(narrator, "connect")?;
             let nl = Netlink::open()?;
             let bridge = plan::find_bridge(bridge, &nl)?;
-            let netns = Netns {
-                path: target.path(),
-            };
             let plan = plan::connect(&bridge, &netns, wanted, &nl)?;
             if run(narrator, &plan)? {
                 let host = plan::host_end(&netns.path)?;
@@ -88,17 +107,21 @@ fn go(cli: &Cli, narrator: &Narrator) -> Result<(), Error> {
             }
         }
         Command::Disconnect { bridge, target } => {
+            veth_bridge::cli::interface_name("bridge", bridge)?;
+            let netns = Netns {
+                path: target.checked_path()?,
+            };
+            may_change(narrator, "disconnect")?;
             let nl = Netlink::open()?;
             let bridge = plan::find_bridge(bridge, &nl)?;
-            let netns = Netns {
-                path: target.path(),
-            };
             run(
                 narrator,
                 &plan::disconnect(&bridge, &netns, &nft::list()?, &nl)?,
             )?;
         }
         Command::Nat { bridge, state } => {
+            veth_bridge::cli::interface_name("bridge", bridge)?;
+            may_change(narrator, "nat")?;
             let nl = Netlink::open()?;
             let bridge = plan::find_bridge(bridge, &nl)?;
             let table = nft::list()?;
@@ -130,10 +153,16 @@ fn go(cli: &Cli, narrator: &Narrator) -> Result<(), Error> {
             mapping,
             to,
         } => {
-            let (host_port, port, proto) = nft::parse_mapping(mapping).map_err(Error::usage)?;
-            let to = to
-                .parse::<Ipv4Addr>()
-                .map_err(|_| Error::usage(format!("--to {to:?}: not an IPv4 address")))?;
+            veth_bridge::cli::interface_name("bridge", bridge)?;
+            let (host_port, port, proto) = nft::parse_mapping(mapping)
+                .map_err(|e| Error::usage(format!("HOSTPORT:CTRPORT {mapping:?}: {e}")))?;
+            let to = to.parse::<Ipv4Addr>().map_err(|_| {
+                Error::usage(format!(
+                    "--to {to:?}: not an IPv4 address; give a connected namespace's \
+                     (veth-bridge show)"
+                ))
+            })?;
+            may_change(narrator, "publish")?;
             let nl = Netlink::open()?;
             let bridge = plan::find_bridge(bridge, &nl)?;
             nft::require()?;
@@ -153,7 +182,10 @@ fn go(cli: &Cli, narrator: &Narrator) -> Result<(), Error> {
             }
         }
         Command::Unpublish { bridge, port } => {
-            let (host_port, proto) = nft::parse_host_port(port).map_err(Error::usage)?;
+            veth_bridge::cli::interface_name("bridge", bridge)?;
+            let (host_port, proto) = nft::parse_host_port(port)
+                .map_err(|e| Error::usage(format!("HOSTPORT {port:?}: {e}")))?;
+            may_change(narrator, "unpublish")?;
             let nl = Netlink::open()?;
             let bridge = plan::find_bridge(bridge, &nl)?;
             run(

@@ -54,31 +54,40 @@ pub struct Published {
 
 /// Parses `HOSTPORT:CTRPORT[/tcp|/udp]`, as `docker run -p` writes it.
 pub fn parse_mapping(text: &str) -> Result<(u16, u16, Proto), String> {
-    let (ports, proto) = match text.rsplit_once('/') {
-        Some((ports, "tcp")) => (ports, Proto::Tcp),
-        Some((ports, "udp")) => (ports, Proto::Udp),
-        Some((_, other)) => return Err(format!("/{other} is not a protocol: give /tcp or /udp")),
-        None => (text, Proto::Tcp),
-    };
-    let port = |p: &str| {
-        p.parse::<u16>()
-            .ok()
-            .filter(|p| *p > 0)
-            .ok_or_else(|| format!("{p:?} is not a port: give 1 to 65535"))
-    };
+    let (ports, proto) = split_proto(text)?;
     let (host, ctr) = ports.split_once(':').ok_or_else(|| {
         format!("{text:?} is not a mapping: write HOSTPORT:CTRPORT, e.g. 8080:80 or 5353:53/udp")
     })?;
-    Ok((port(host)?, port(ctr)?, proto))
+    Ok((parse_port(host)?, parse_port(ctr)?, proto))
 }
 
 /// Parses `HOSTPORT[/tcp|/udp]`, the key of a published port.
 pub fn parse_host_port(text: &str) -> Result<(u16, Proto), String> {
-    parse_mapping(&match text.split_once('/') {
-        Some((port, proto)) => format!("{port}:1/{proto}"),
-        None => format!("{text}:1"),
-    })
-    .map(|(host, _, proto)| (host, proto))
+    let (port, proto) = split_proto(text)?;
+    Ok((parse_port(port)?, proto))
+}
+
+/// `TEXT[/tcp|/udp]`: the text before the protocol, and the protocol
+/// (TCP when none is given).
+fn split_proto(text: &str) -> Result<(&str, Proto), String> {
+    match text.rsplit_once('/') {
+        Some((rest, "tcp")) => Ok((rest, Proto::Tcp)),
+        Some((rest, "udp")) => Ok((rest, Proto::Udp)),
+        Some((_, other)) => Err(format!(
+            "{:?} is not a protocol: give /tcp or /udp",
+            format!("/{other}")
+        )),
+        None => Ok((text, Proto::Tcp)),
+    }
+}
+
+/// A port number, 1 to 65535, in digits only (u16's parser would take
+/// "+80" too).
+fn parse_port(text: &str) -> Result<u16, String> {
+    text.parse::<u16>()
+        .ok()
+        .filter(|n| *n > 0 && text.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or_else(|| format!("{text:?} is not a port: give 1 to 65535"))
 }
 
 impl Published {
@@ -432,9 +441,22 @@ mod tests {
             "8080:80/sctp",
             ":80",
             "8080:",
+            "+8080:80",
+            "8080:+80",
+            "-1:80",
+            "8080:80:90",
+            "18446744073709551616:80",
         ] {
             assert!(parse_mapping(bad).is_err(), "{bad}");
         }
+        assert_eq!(
+            parse_mapping("8080:80/t\ncp").unwrap_err(),
+            "\"/t\\ncp\" is not a protocol: give /tcp or /udp"
+        );
+        assert_eq!(
+            parse_host_port("8080:80").unwrap_err(),
+            "\"8080:80\" is not a port: give 1 to 65535"
+        );
         assert_eq!(parse_host_port("8080"), Ok((8080, Proto::Tcp)));
         assert_eq!(parse_host_port("53/udp"), Ok((53, Proto::Udp)));
         assert!(parse_host_port("8080:80").is_err());

@@ -51,6 +51,70 @@ impl Netns {
             ))
         })
     }
+
+    /// Checks, before anything is made, that the file is a network
+    /// namespace, and another than veth-bridge's own (the host's, whose
+    /// "container" end would land on the host itself).
+    pub fn check(&self) -> Result<(), Error> {
+        let file = self.open()?;
+        let path = self.path.display();
+        let stat = |what: &str, meta: std::io::Result<std::fs::Metadata>| {
+            meta.map_err(|e| Error::io(format!("stat(\"{what}\")"), &e))
+        };
+        let it = stat(&path.to_string(), file.metadata())?;
+        let own = stat(OWN_NETNS, std::fs::metadata(OWN_NETNS))?;
+        // Every namespace file is on nsfs, one file system.
+        if it.dev() != own.dev() {
+            return Err(Error::usage(format!(
+                "{path} is not a namespace file; {NETNS_HINT}"
+            )));
+        }
+        if it.ino() == own.ino() {
+            return Err(Error::usage(format!(
+                "{path} is veth-bridge's own network namespace, the host's: its eth0 would \
+                 be the host's; give a container's (ip netns add NAME, or --pid of a process \
+                 in another network namespace)"
+            )));
+        }
+        // Which kind of namespace it is, only setns(2) tells: EINVAL for
+        // another kind. Tried in a thread of its own, which then ends.
+        let joined = std::thread::scope(|scope| {
+            scope
+                .spawn(|| nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET))
+                .join()
+        });
+        if let Ok(Err(nix::errno::Errno::EINVAL)) = joined {
+            return Err(Error::usage(format!(
+                "{path} is a namespace of another kind, not a network namespace; {NETNS_HINT}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// This process's network namespace.
+const OWN_NETNS: &str = "/proc/self/ns/net";
+
+/// Refuses, before anything is made, to change the network without
+/// `CAP_NET_ADMIN` (bit 12 of `CapEff` in /proc/self/status), which root
+/// has: otherwise the first request would fail half-way into a plan.
+pub fn require_net_admin(command: &str) -> Result<(), Error> {
+    const CAP_NET_ADMIN: u32 = 12;
+    let status = std::fs::read_to_string("/proc/self/status")
+        .map_err(|e| Error::io("read(\"/proc/self/status\")", &e))?;
+    let effective = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    if effective & (1 << CAP_NET_ADMIN) != 0 {
+        return Ok(());
+    }
+    Err(Error::setup(format!(
+        "{command} changes the network, which needs root (CAP_NET_ADMIN), and uid {} runs \
+         it without; run it with sudo",
+        nix::unistd::Uid::effective()
+    )))
 }
 
 /// An address a step gives: known when the plan is made, or the one the
@@ -75,6 +139,17 @@ pub enum Op {
     SetUp {
         link: String,
         netns: Option<Netns>,
+    },
+    /// A namespace's `lo` up, when it is down; noted in the lease of
+    /// `holder` (in `dir`) first, for disconnect to put it down again.
+    LoopbackUp {
+        netns: Netns,
+        dir: PathBuf,
+        holder: String,
+    },
+    /// A namespace's `lo` down again: connect brought it up.
+    LoopbackDown {
+        netns: Netns,
     },
     /// The directory of the bridge's leases: the toolkit's mark that the
     /// bridge is its own.
@@ -207,6 +282,8 @@ impl Op {
                 let args = format!("link set {link} up");
                 netns.as_ref().map_or(format!("ip {args}"), |n| n.ip(&args))
             }
+            Op::LoopbackUp { netns, .. } => netns.ip("link set lo up"),
+            Op::LoopbackDown { netns } => netns.ip("link set lo down"),
             Op::MakeLeases { dir } => format!("mkdir -p {}", dir.display()),
             Op::TakeLease { dir, .. } => format!("set -C; echo HOLDER > {}/ADDR", dir.display()),
             Op::AddVeth { host, peer, netns } => {
@@ -277,6 +354,18 @@ impl Op {
             ),
             Op::SetUp { link, netns } => {
                 format!("RTM_NEWLINK {{{link}, flags +IFF_UP}}{}", inside(netns))
+            }
+            Op::LoopbackUp { netns, .. } => {
+                format!(
+                    "RTM_NEWLINK {{lo, flags +IFF_UP}} in {}",
+                    netns.path.display()
+                )
+            }
+            Op::LoopbackDown { netns } => {
+                format!(
+                    "RTM_NEWLINK {{lo, flags -IFF_UP}} in {}",
+                    netns.path.display()
+                )
             }
             Op::MakeLeases { dir } => format!("mkdir(\"{}\")", dir.display()),
             Op::TakeLease { dir, wanted, .. } => format!(
@@ -360,9 +449,10 @@ impl Step for Op {
             Op::AddBridge { .. } => "a bridge is a switch in the kernel: the veths plugged into it reach each other, like docker0".into(),
             Op::AddAddress { netns: None, .. } => "the bridge's own address is the containers' gateway; it puts the subnet's route on the host".into(),
             Op::AddAddress { .. } => "the container's address, from the bridge's subnet".into(),
-            Op::SetUp { link, .. } if link == "lo" => "a new network namespace has only lo, and it is down".into(),
+            Op::LoopbackUp { .. } => "a new network namespace has only lo, and it is down; when it is, the lease notes (a line lo) that connect brings it up, so that disconnect puts it down again".into(),
+            Op::LoopbackDown { .. } => "connect brought lo up (its lease says so): it goes down again, as it was".into(),
             Op::SetUp { .. } => "a link carries nothing until it is up".into(),
-            Op::MakeLeases { .. } => "one file per address taken: the toolkit's allocator, like CNI's host-local".into(),
+            Op::MakeLeases { .. } => "one file per address taken: the toolkit's allocator, like CNI's host-local; made first, it marks the bridge as the toolkit's, so that bridge del can take back an add stopped at any step".into(),
             Op::TakeLease { .. } => "O_EXCL lets exactly one process make the file, so containers started at once never share an address".into(),
             Op::AddVeth { .. } => "a veth pair is a cable: the host end stays here, the other end is made directly inside the namespace as eth0, in one request".into(),
             Op::SetMaster { .. } => "plug the host end into the bridge".into(),
@@ -425,7 +515,29 @@ pub fn bridge_add(name: &str, subnet: &Subnet, nl: &Netlink) -> Result<Plan<Op>,
             "a link named {name} exists already; choose another name (ip link show {name})"
         )));
     }
+    // Two interfaces with overlapping subnets leave the host two routes
+    // to the same addresses; Docker refuses such a network too ("Pool
+    // overlaps with other one on this address space").
+    for link in nl.links()? {
+        for (addr, prefix) in nl.addresses(link.index)? {
+            if subnet.overlaps(&Subnet::containing(addr, prefix)) {
+                return Err(Error::usage(format!(
+                    "--subnet {subnet} overlaps {addr}/{prefix} on {}; choose a subnet no \
+                     interface here has (ip -4 addr shows them)",
+                    link.name
+                )));
+            }
+        }
+    }
     let mut plan = Plan::new();
+    // The leases directory first: it is the toolkit's mark that a bridge
+    // of this name is its own, so `bridge del` can take back an add
+    // stopped after any step, a SIGKILL included. Made last, a bridge
+    // left by a killed add would be nobody's, for all veth-bridge could
+    // tell, and it deletes no link it cannot tell is its own.
+    plan.push(Op::MakeLeases {
+        dir: Leases::of(name).dir().to_path_buf(),
+    });
     plan.push(Op::AddBridge { name: name.into() });
     plan.push(Op::AddAddress {
         link: name.into(),
@@ -436,9 +548,6 @@ pub fn bridge_add(name: &str, subnet: &Subnet, nl: &Netlink) -> Result<Plan<Op>,
     plan.push(Op::SetUp {
         link: name.into(),
         netns: None,
-    });
-    plan.push(Op::MakeLeases {
-        dir: Leases::of(name).dir().to_path_buf(),
     });
     Ok(plan)
 }
@@ -456,15 +565,20 @@ pub struct Bridge {
 pub fn find_bridge(name: &str, nl: &Netlink) -> Result<Bridge, Error> {
     crate::cli::interface_name("bridge", name)?;
     let leases = Leases::of(name);
-    let index = nl.link_index(name)?;
-    let (Some(index), true) = (index, leases.dir().is_dir()) else {
-        return Err(Error::usage(format!(
-            "no bridge {name} of the toolkit's; make it with veth-bridge bridge add {name}"
-        )));
+    let index = match (nl.link_index(name)?, leases.dir().is_dir()) {
+        (Some(index), true) => index,
+        (None, true) => {
+            return Err(Error::usage(format!(
+                "bridge {name} is half made (a bridge add was stopped before it made the \
+                 link); take it back with veth-bridge bridge del {name}, then add it again"
+            )));
+        }
+        (_, false) => return Err(no_bridge(name)),
     };
     let (addr, prefix) = nl.addresses(index)?.into_iter().next().ok_or_else(|| {
-        Error::setup(format!(
-            "bridge {name} has no IPv4 address; remove it and add it again"
+        Error::usage(format!(
+            "bridge {name} has no IPv4 address (a bridge add was stopped before it gave it \
+             one); take it back with veth-bridge bridge del {name}, then add it again"
         ))
     })?;
     Ok(Bridge {
@@ -475,27 +589,52 @@ pub fn find_bridge(name: &str, nl: &Netlink) -> Result<Bridge, Error> {
     })
 }
 
+fn no_bridge(name: &str) -> Error {
+    Error::usage(format!(
+        "no bridge {name} of the toolkit's; make it with veth-bridge bridge add {name}"
+    ))
+}
+
 /// `bridge del NAME`: refused while namespaces are connected, as
-/// `docker network rm` refuses a network with containers.
-pub fn bridge_del(bridge: &Bridge, table: &Table) -> Result<Plan<Op>, Error> {
-    let held = bridge.leases.list();
+/// `docker network rm` refuses a network with containers. It also takes
+/// back a `bridge add` that was stopped after any of its steps: the
+/// leases directory, made first, says the name is the toolkit's, and
+/// whatever was made after it — the link, its address — goes.
+pub fn bridge_del(name: &str, table: &Table, nl: &Netlink) -> Result<Plan<Op>, Error> {
+    crate::cli::interface_name("bridge", name)?;
+    let leases = Leases::of(name);
+    let link = nl.links()?.into_iter().find(|l| l.name == name);
+    if !leases.dir().is_dir() {
+        return Err(match link {
+            Some(_) => Error::usage(format!(
+                "{name} is not a bridge of the toolkit's (there is no {}); veth-bridge \
+                 removes only the bridges it made: if {name} is yours, ip link del {name}",
+                leases.dir().display()
+            )),
+            None => no_bridge(name),
+        });
+    }
+    let held = leases.list();
     if let Some((addr, holder)) = held.first() {
         return Err(Error::usage(format!(
-            "bridge {} still has {} connected ({holder} at {addr}{}); disconnect them first",
-            bridge.name,
+            "bridge {name} still has {} connected ({holder} at {addr}{}); disconnect them first",
             steps::units::plural(held.len() as u64, "namespace", "namespaces"),
             if held.len() > 1 { ", …" } else { "" }
         )));
     }
     let mut plan = Plan::new();
-    let rest = delete_rules(&mut plan, table, Select::Bridge(bridge.name.clone()));
+    let rest = delete_rules(&mut plan, table, Select::Bridge(name.into()));
     tidy_table(&mut plan, &rest);
-    plan.push(Op::DeleteLink {
-        name: bridge.name.clone(),
-        veth: false,
-    });
+    // A link of another kind by that name is not the one the toolkit
+    // made (its add stopped before making any): it stays.
+    if link.is_some_and(|l| l.kind.as_deref() == Some("bridge")) {
+        plan.push(Op::DeleteLink {
+            name: name.into(),
+            veth: false,
+        });
+    }
     plan.push(Op::RemoveLeases {
-        dir: bridge.leases.dir().to_path_buf(),
+        dir: leases.dir().to_path_buf(),
     });
     Ok(plan)
 }
@@ -507,6 +646,12 @@ pub fn connect(
     wanted: Option<Ipv4Addr>,
     nl: &Netlink,
 ) -> Result<Plan<Op>, Error> {
+    netns.check()?;
+    if let Some(addr) = wanted {
+        if !bridge.subnet.is_container_address(addr) {
+            return Err(crate::alloc::not_a_container_address(&bridge.subnet, addr));
+        }
+    }
     let host = host_end(&netns.path)?;
     if nl.link_index(&host)?.is_some() {
         let links = nl.links()?;
@@ -543,9 +688,10 @@ pub fn connect(
         link: host.clone(),
         netns: None,
     });
-    plan.push(Op::SetUp {
-        link: "lo".into(),
-        netns: Some(netns.clone()),
+    plan.push(Op::LoopbackUp {
+        netns: netns.clone(),
+        dir: bridge.leases.dir().to_path_buf(),
+        holder: host.clone(),
     });
     plan.push(Op::AddAddress {
         link: "eth0".into(),
@@ -571,8 +717,9 @@ pub fn disconnect(
     table: &Table,
     nl: &Netlink,
 ) -> Result<Plan<Op>, Error> {
+    netns.check()?;
     let host = host_end(&netns.path)?;
-    let plan = disconnect_end(bridge, &host, table, nl)?;
+    let plan = disconnect_plan(bridge, &host, Some(netns), table, nl)?;
     if plan.is_empty() {
         return Err(Error::usage(format!(
             "{} is not connected to {} (no link {host}); see veth-bridge show",
@@ -590,6 +737,18 @@ pub fn disconnect(
 pub fn disconnect_end(
     bridge: &Bridge,
     host: &str,
+    table: &Table,
+    nl: &Netlink,
+) -> Result<Plan<Op>, Error> {
+    disconnect_plan(bridge, host, None, table, nl)
+}
+
+/// [`disconnect_end`], and with the namespace at hand, its `lo` put down
+/// again if connect brought it up.
+fn disconnect_plan(
+    bridge: &Bridge,
+    host: &str,
+    netns: Option<&Netns>,
     table: &Table,
     nl: &Netlink,
 ) -> Result<Plan<Op>, Error> {
@@ -612,6 +771,14 @@ pub fn disconnect_end(
         );
         let rest = unguard_if_unpublished(&mut plan, bridge, &rest);
         tidy_table(&mut plan, &rest);
+    }
+    // Before the lease goes, which holds the note.
+    if let Some(netns) = netns {
+        if bridge.leases.loopback_noted(&host) {
+            plan.push(Op::LoopbackDown {
+                netns: netns.clone(),
+            });
+        }
     }
     if linked {
         plan.push(Op::DeleteLink {
@@ -909,11 +1076,23 @@ fn execute_until(
                     None => &host,
                 };
                 let index = must_exist(nl, link)?;
-                let was_down =
-                    netns.is_some() && nl.links()?.iter().any(|l| l.index == index && !l.up);
                 nl.set_up(index)?;
-                if let (true, Some(netns)) = (was_down, netns) {
+            }
+            Op::LoopbackUp { netns, dir, holder } => {
+                let nl = netlink_in(&mut inside, netns)?;
+                let index = must_exist(nl, "lo")?;
+                if nl.links()?.iter().any(|l| l.index == index && !l.up) {
+                    // The note first: killed between the two,
+                    // disconnect puts down a lo that is down already.
+                    Leases::at(dir.clone()).note_loopback(holder)?;
+                    nl.set_up(index)?;
                     undo.brought_up.push((netns.clone(), index));
+                }
+            }
+            Op::LoopbackDown { netns } => {
+                let nl = netlink_in(&mut inside, netns)?;
+                if let Some(index) = nl.link_index("lo")? {
+                    nl.set_down(index)?;
                 }
             }
             Op::MakeLeases { dir } => {
