@@ -1160,6 +1160,10 @@ fn failed_publish(s: &mut Sandbox) -> Result<(), Failed> {
         rules.contains("chain output"),
         format!("the table it did not make must stay:\n{rules}"),
     )?;
+    ensure(
+        !rules.contains("chain prerouting") && !rules.contains("chain guard"),
+        format!("the chains the failed publish added must go:\n{rules}"),
+    )?;
     ensure_eq(
         forwarding.as_str(),
         "0",

@@ -218,6 +218,11 @@ pub enum Op {
     },
     /// The table goes when it holds no rule.
     NftDeleteTableIfEmpty,
+    /// A chain of the table goes when it holds no rule while others do
+    /// (a published port's chains, with NAT still on).
+    NftDeleteChainIfEmpty {
+        chain: Chain,
+    },
 }
 
 /// Which of the table's rules a step deletes, by their comments.
@@ -326,6 +331,9 @@ impl Op {
                 .collect::<Vec<_>>()
                 .join("; "),
             Op::NftDeleteTableIfEmpty => format!("nft delete table {}", nft::TABLE),
+            Op::NftDeleteChainIfEmpty { chain } => {
+                format!("nft delete chain {} {}", nft::TABLE, chain.name())
+            }
         }
     }
 
@@ -401,7 +409,10 @@ impl Op {
             | Op::NftAddChain { .. }
             | Op::NftAddRule { .. }
             | Op::NftDeleteRules { .. }
-            | Op::NftDeleteTableIfEmpty => unreachable!("nft steps are shown as the nft command"),
+            | Op::NftDeleteTableIfEmpty
+            | Op::NftDeleteChainIfEmpty { .. } => {
+                unreachable!("nft steps are shown as the nft command")
+            }
         }
     }
 
@@ -430,6 +441,7 @@ impl Op {
                 | Op::NftAddRule { .. }
                 | Op::NftDeleteRules { .. }
                 | Op::NftDeleteTableIfEmpty
+                | Op::NftDeleteChainIfEmpty { .. }
         )
     }
 }
@@ -473,6 +485,7 @@ impl Step for Op {
             Op::NftAddRule { why, .. } => (*why).into(),
             Op::NftDeleteRules { .. } => "rules are deleted by handle; the toolkit finds its own by their comments".into(),
             Op::NftDeleteTableIfEmpty => "the table holds no rule any more".into(),
+            Op::NftDeleteChainIfEmpty { .. } => "this chain holds no rule any more; the table stays for the rules in its other chains".into(),
         }
     }
 
@@ -485,7 +498,8 @@ impl Step for Op {
             | Op::NftAddChain { .. }
             | Op::NftAddRule { .. }
             | Op::NftDeleteRules { .. }
-            | Op::NftDeleteTableIfEmpty => chapter::NAT,
+            | Op::NftDeleteTableIfEmpty
+            | Op::NftDeleteChainIfEmpty { .. } => chapter::NAT,
             _ => chapter::NETWORK,
         }
     }
@@ -815,6 +829,13 @@ fn delete_rules(plan: &mut Plan<Op>, table: &Table, select: Select) -> Table {
 /// it made its table (or its first rule) leaves forwarding on.
 fn tidy_table(plan: &mut Plan<Op>, after: &Table) {
     if !after.rules.is_empty() {
+        // The chains left empty go: the table is as if what emptied them
+        // had never been made.
+        for chain in &after.chains {
+            if !after.rules.iter().any(|r| r.chain == *chain) {
+                plan.push(Op::NftDeleteChainIfEmpty { chain: *chain });
+            }
+        }
         return;
     }
     if after.exists {
@@ -989,6 +1010,8 @@ struct Undo {
     leases_dir: Option<PathBuf>,
     /// The comments of the rules added.
     rules: Vec<String>,
+    /// The chains added to a table that was there already.
+    chains: Vec<Chain>,
     table: bool,
     forwarding: bool,
     sysctls: Vec<(PathBuf, String)>,
@@ -1186,7 +1209,10 @@ fn execute_until(
                 nft::run(&op.nft_command().expect("an nft step"))?;
                 undo.table = !existed;
             }
-            Op::NftAddChain { .. } => nft::run(&op.nft_command().expect("an nft step"))?,
+            Op::NftAddChain { chain } => {
+                nft::run(&op.nft_command().expect("an nft step"))?;
+                undo.chains.push(*chain);
+            }
             Op::NftAddRule { rule, .. } => {
                 nft::run(&op.nft_command().expect("an nft step"))?;
                 undo.rules.push(comment_of(rule));
@@ -1198,6 +1224,14 @@ fn execute_until(
                     nft::run(&format!("delete table {}", nft::TABLE))?;
                 } else if table.exists {
                     narrator.note("the table still holds rules of another bridge's; it stays");
+                }
+            }
+            Op::NftDeleteChainIfEmpty { chain } => {
+                let table = nft::list()?;
+                if table.chains.contains(chain) && !table.rules.iter().any(|r| r.chain == *chain) {
+                    nft::run(&format!("delete chain {} {}", nft::TABLE, chain.name()))?;
+                } else if table.chains.contains(chain) {
+                    narrator.note("the chain holds a rule again, of another bridge's; it stays");
                 }
             }
         }
@@ -1232,8 +1266,18 @@ fn undo_nft(undo: &Undo) {
     if !undo.rules.is_empty() {
         let _ = nft::delete_rules(|r| undo.rules.contains(&r.comment));
     }
-    if undo.table && nft::list().is_ok_and(|t| t.exists && t.rules.is_empty()) {
-        let _ = nft::run(&format!("delete table {}", nft::TABLE));
+    match nft::list() {
+        Ok(t) if undo.table && t.exists && t.rules.is_empty() => {
+            let _ = nft::run(&format!("delete table {}", nft::TABLE));
+        }
+        Ok(t) => {
+            for chain in &undo.chains {
+                if !t.rules.iter().any(|r| r.chain == *chain) {
+                    let _ = nft::run(&format!("delete chain {} {}", nft::TABLE, chain.name()));
+                }
+            }
+        }
+        Err(_) => {}
     }
     for (path, before) in undo.sysctls.iter().rev() {
         let _ = std::fs::write(path, before);
