@@ -1395,15 +1395,18 @@ fn address_of(lines: &[String]) -> Option<String> {
 struct NetSandbox {
     dir: tempfile::TempDir,
     bridge: String,
+    /// The namespace's ledger once its bridge and NAT were made.
+    ledger: support::ledger::Ledger,
 }
 
 impl NetSandbox {
     fn new() -> Result<Self, Failed> {
         static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let sandbox = Self {
+        let mut sandbox = Self {
             dir: scratch(),
             bridge: format!("umr{}x{n}", std::process::id() % 100000),
+            ledger: Default::default(),
         };
         let host = sandbox.netns();
         std::fs::write(&host, "")?;
@@ -1429,6 +1432,7 @@ impl NetSandbox {
             let out = sandbox.exec(&args)?;
             ensure(out.status.success(), describe(&out))?;
         }
+        sandbox.ledger = support::ledger::Ledger::of_netns(&sandbox.netns())?;
         Ok(sandbox)
     }
 
@@ -1463,29 +1467,22 @@ impl NetSandbox {
         Path::new("/run/underhood/net").join(&self.bridge)
     }
 
-    /// No lease, no veth and no published port is left: the bridge is as
-    /// veth-bridge made it, with NAT on.
+    /// No lease is left, and the sandbox's namespace is as it was once
+    /// its bridge and NAT were made: no veth, address, route or rule of a
+    /// container's, no sysctl changed (the namespace's own leak ledger).
     fn left_nothing(&self) -> Result<(), Failed> {
         let leases: Vec<_> = std::fs::read_dir(self.leases())?
             .flatten()
             .map(|e| e.file_name())
             .collect();
         ensure(leases.is_empty(), format!("leases left: {leases:?}"))?;
-        let links = self.exec(&["ip", "-o", "link", "show"])?;
-        let names: Vec<String> = stdout(&links)
-            .lines()
-            .filter_map(|l| l.split(':').nth(1))
-            .map(|n| n.trim().split('@').next().unwrap_or("").to_string())
-            .filter(|n| n != "lo" && *n != self.bridge)
-            .collect();
+        let changes = support::ledger::Ledger::of_netns(&self.netns())?.changes_since(&self.ledger);
         ensure(
-            names.is_empty(),
-            format!("links left in the sandbox: {names:?}"),
-        )?;
-        let rules = self.exec(&["nft", "list", "ruleset"])?;
-        ensure(
-            !stdout(&rules).contains("dnat"),
-            format!("a published port's rule is left\n{}", stdout(&rules)),
+            changes.is_empty(),
+            format!(
+                "the sandbox's namespace changed:\n  {}",
+                changes.join("\n  ")
+            ),
         )
     }
 }

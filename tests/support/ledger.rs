@@ -130,7 +130,8 @@ impl Ledger {
     /// What a sandbox's network namespace (kept by a bind mount on
     /// `netns`) holds that the toolkit could change: its links and their
     /// flags (but carrier, which a bridge loses with its last port and
-    /// had before its first), addresses, routes in every table, the nftables ruleset (with
+    /// had before its first), addresses (but IPv6 link-local ones, which
+    /// the kernel adds a while after a link gets carrier), routes in every table, the nftables ruleset (with
     /// counters' values left out) and the namespace's own forwarding
     /// sysctls. A network test takes it once its sandbox is set up, and
     /// again at the end, as the machine's ledger is taken around it.
@@ -138,8 +139,8 @@ impl Ledger {
         const SCRIPT: &str = r#"
             ip -o link show | sed -e 's/NO-CARRIER,//' -e 's/,LOWER_UP//' |
                 awk '{ sub(/@[^:]*:$/, ":", $2); print "link", $2, $3 }'
-            ip -o addr show | awk '{ print "address", $2, $3, $4 }'
-            ip route show table all | sed -e 's/ linkdown//' -e 's/^/route /'
+            ip -o addr show | awk '$4 !~ /^fe80:/ { print "address", $2, $3, $4 }'
+            ip route show table all | grep -v '^local fe80:' | sed -e 's/ linkdown//' -e 's/^/route /'
             nft list ruleset | sed 's/counter packets [0-9]* bytes [0-9]*/counter/' |
                 awk '$1 == "table" { t = $2 " " $3 } $1 == "chain" { c = $2 }
                      { $1 = $1; if ($0 != "}" && $0 != "") print "nft", t, c ":", $0 }'
