@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 
 use steps::{Chapter, Error, Narrator, Plan, Step, chapter};
 
+use crate::paths;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
     /// Copy the upper layer's tree, everything kept.
@@ -55,36 +57,35 @@ impl Step for Op {
     }
 }
 
-/// The plan that commits `upper` as the new layer `layer`.
+/// The plan that commits `upper` as the new layer `layer`. Reads what it
+/// needs, writes nothing.
 pub fn plan(upper: &Path, layer: &Path) -> Result<Plan<Op>, Error> {
-    match std::fs::metadata(upper) {
-        Ok(m) if m.is_dir() => {}
-        _ => {
-            return Err(Error::usage(format!(
-                "{}: no such directory; give the upper layer of a stack (its --upper)",
-                upper.display()
-            )));
-        }
-    }
+    let from = check_upper(upper)?;
+    let (parent, name) = paths::new_layer_dir("LAYER", layer, "./layer2")?;
     if std::fs::symlink_metadata(layer).is_ok() {
         return Err(Error::usage(format!(
-            "{}: already exists; a committed layer gets a new name",
-            layer.display()
+            "LAYER {}: already exists; a committed layer gets a new name",
+            paths::shown(layer)
         )));
     }
-    let parent = match layer.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
     if !parent.is_dir() {
         return Err(Error::usage(format!(
-            "{}: no such directory to put the new layer in",
-            parent.display()
+            "LAYER {}: its parent {} is not a directory; make it first (mkdir -p {})",
+            paths::shown(layer),
+            paths::shown(&parent),
+            paths::shown(&parent)
         )));
     }
-    let name = layer
-        .file_name()
-        .ok_or_else(|| Error::usage(format!("{}: not a name for a layer", layer.display())))?;
+    let inside = std::fs::canonicalize(&parent)
+        .is_ok_and(|p| std::fs::canonicalize(&from).is_ok_and(|from| p.starts_with(from)));
+    if inside {
+        return Err(Error::usage(format!(
+            "LAYER {}: inside the upper layer {}, which would then copy itself and hold \
+             the new layer; put the layer beside the upper",
+            paths::shown(layer),
+            paths::shown(upper)
+        )));
+    }
     let staging = parent.join(format!(
         ".{}.commit-{}",
         name.to_string_lossy(),
@@ -92,7 +93,7 @@ pub fn plan(upper: &Path, layer: &Path) -> Result<Plan<Op>, Error> {
     ));
     let mut plan = Plan::new();
     plan.push(Op::Copy {
-        from: upper.to_path_buf(),
+        from,
         to: staging.clone(),
     });
     plan.push(Op::Rename {
@@ -100,6 +101,38 @@ pub fn plan(upper: &Path, layer: &Path) -> Result<Plan<Op>, Error> {
         to: layer.to_path_buf(),
     });
     Ok(plan)
+}
+
+/// UPPER must be a directory, and not `/`. Gives back the tree to copy:
+/// UPPER, or the directory it is a symlink to.
+fn check_upper(upper: &Path) -> Result<PathBuf, Error> {
+    paths::check("UPPER", upper)?;
+    let shown = paths::shown(upper);
+    match std::fs::metadata(upper) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(Error::usage(format!(
+                "UPPER {shown}: not a directory; give the upper layer of a stack (its --upper)"
+            )));
+        }
+        Err(_) => {
+            return Err(Error::usage(format!(
+                "UPPER {shown}: no such directory; give the upper layer of a stack (its --upper)"
+            )));
+        }
+    }
+    if paths::is_root(upper) {
+        return Err(Error::usage(format!(
+            "UPPER {shown}: the root directory, not an upper layer; give the --upper of a stack"
+        )));
+    }
+    // The tree is the directory a symlink points to, with its attributes.
+    let is_link = std::fs::symlink_metadata(upper).is_ok_and(|m| m.file_type().is_symlink());
+    if is_link {
+        Ok(std::fs::canonicalize(upper).unwrap_or_else(|_| upper.to_path_buf()))
+    } else {
+        Ok(upper.to_path_buf())
+    }
 }
 
 /// Makes the copy and renames it into place; on failure removes the copy,
@@ -114,8 +147,7 @@ pub fn execute(plan: &Plan<Op>, narrator: &Narrator) -> Result<(), Error> {
                 crate::tree::copy(from, to)?;
             }
             Op::Rename { from, to } => {
-                std::fs::rename(from, to)
-                    .map_err(|e| Error::setup(format!("{}: {e}", op.call())))?;
+                std::fs::rename(from, to).map_err(|e| Error::io(op.call(), &e))?;
                 made = Some(to.clone());
             }
         }

@@ -12,6 +12,7 @@
 //! layer it was in; a file deleted leaves a whiteout in the upper layer.
 //! See <https://docs.kernel.org/filesystems/overlayfs.html>.
 //!
+//! * [`paths`] checks every path given before anything is made;
 //! * [`stack`] checks a stack's directories and builds its mount options;
 //! * [`plan`] turns `mount`/`umount` into the [`steps::Plan`] of calls that
 //!   it also executes;
@@ -31,6 +32,7 @@ pub mod history;
 pub mod image;
 pub mod interrupt;
 pub mod mounts;
+pub mod paths;
 pub mod plan;
 pub mod rootfs;
 pub mod stack;

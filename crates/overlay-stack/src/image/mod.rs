@@ -59,7 +59,13 @@ use digest::Digest;
 use layer::{Compression, Expected, Target, Unpacked};
 use source::{Source, Span, io_text};
 
+use crate::paths;
 use crate::whiteout::XattrNamespace;
+
+/// What to do about an index, manifest or config that is not what it
+/// says it is.
+pub(crate) const DAMAGED: &str =
+    "the image is damaged, or not an image: save it again (docker save, skopeo copy, umoci)";
 
 /// What `overlay-stack import` is asked for besides SOURCE and DEST.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -216,7 +222,7 @@ impl Step for Op {
 /// directory, an OCI layout tar, or a `docker save` tar) and returns the
 /// plan to unpack it into `dest`. Writes nothing.
 pub fn plan(source: &Path, dest: &Path, options: &ImportOptions) -> Result<Plan<Op>, Error> {
-    let staging = check_dest(dest)?;
+    let (parent, name) = check_dest(dest)?;
     let src = Source::open(source)?;
     let wanted = options.reference.as_deref();
     let has_docker_manifest = src.has("manifest.json");
@@ -231,10 +237,15 @@ pub fn plan(source: &Path, dest: &Path, options: &ImportOptions) -> Result<Plan<
         )));
     };
     let config_name = src.name(&found.config_member);
-    let config: ConfigFile = serde_json::from_slice(&found.config_bytes)
-        .map_err(|e| Error::usage(format!("{config_name}: not an image config: {e}")))?;
+    let config: ConfigFile = serde_json::from_slice(&found.config_bytes).map_err(|e| {
+        Error::usage(format!("{config_name}: not an image config: {e}")).hint(DAMAGED)
+    })?;
     let diff_ids = diff_ids(&config, &config_name, found.layers.len())?;
 
+    let mut staging = std::ffi::OsString::from(".");
+    staging.push(name);
+    staging.push(format!(".import-{}", std::process::id()));
+    let staging = parent.join(staging);
     let mut plan = Plan::new();
     plan.push(Op::Stage {
         staging: staging.clone(),
@@ -323,49 +334,38 @@ pub fn plan(source: &Path, dest: &Path, options: &ImportOptions) -> Result<Plan<
     Ok(plan)
 }
 
-/// DEST must be new or an empty directory, in a directory that exists.
-/// Returns the staging directory beside it: `.NAME.import-PID`.
-fn check_dest(dest: &Path) -> Result<PathBuf, Error> {
-    let shown = dest.display();
-    let Some(name) = dest.file_name() else {
-        return Err(
-            Error::usage(format!("{shown}: not a name for a new directory"))
-                .hint("give the directory to import into, e.g. ./alpine"),
-        );
-    };
-    let parent = match dest.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+/// DEST must be new or an empty directory, in a directory that exists,
+/// and its path one that overlayfs can take its layers from. Returns its
+/// parent and its name.
+fn check_dest(dest: &Path) -> Result<(PathBuf, std::ffi::OsString), Error> {
+    let (parent, name) = paths::new_layer_dir("DIR", dest, "./alpine")?;
+    let shown = paths::shown(dest);
     if !parent.is_dir() {
         return Err(Error::usage(format!(
-            "{shown}: its parent {} is not a directory",
-            parent.display()
+            "DIR {shown}: its parent {} is not a directory",
+            paths::shown(&parent)
         ))
-        .hint(format!("make it first: mkdir -p {}", parent.display())));
+        .hint(format!("make it first: mkdir -p {}", paths::shown(&parent))));
     }
     match std::fs::symlink_metadata(dest) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::usage(format!("{shown}: {}", io_text(&e)))),
+        Err(e) => return Err(Error::usage(format!("DIR {shown}: {}", io_text(&e)))),
         Ok(m) if !m.is_dir() => {
             return Err(
-                Error::usage(format!("{shown}: exists and is not a directory"))
+                Error::usage(format!("DIR {shown}: exists and is not a directory"))
                     .hint("import into a new or empty directory"),
             );
         }
         Ok(_) => {
             let mut entries = std::fs::read_dir(dest)
-                .map_err(|e| Error::usage(format!("{shown}: {}", io_text(&e))))?;
+                .map_err(|e| Error::usage(format!("DIR {shown}: {}", io_text(&e))))?;
             if entries.next().is_some() {
-                return Err(Error::usage(format!("{shown}: not empty"))
+                return Err(Error::usage(format!("DIR {shown}: not empty"))
                     .hint("import into a new or empty directory"));
             }
         }
     }
-    let mut staging = std::ffi::OsString::from(".");
-    staging.push(name);
-    staging.push(format!(".import-{}", std::process::id()));
-    Ok(parent.join(staging))
+    Ok((parent, name))
 }
 
 /// The config's `rootfs.diff_ids`, one per layer.
