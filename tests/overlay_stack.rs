@@ -922,42 +922,60 @@ fn hidden_in(dir: &Path) -> Result<Vec<String>, Failed> {
     Ok(names)
 }
 
-/// `commit`: stopped after any step, no layer and no copy is left. A
-/// SIGKILL before the rename leaves the hidden copy `.NAME.commit-PID`,
-/// which no command removes (reported: issue 9).
+/// `commit`: stopped after any step, no layer and no copy is left.
+/// Killed before the rename, it leaves its hidden copy `.NAME.commit-PID`,
+/// which the next commit of NAME removes as the first step of its plan.
 fn faults_in_commit() -> Result<(), Failed> {
     let f = Fixture::new()?;
     std::fs::create_dir_all(f.path("upper/etc"))?;
     std::fs::write(f.path("upper/etc/motd"), "changed\n")?;
     std::fs::create_dir(f.path("layers"))?;
     let layer = f.path("layers/committed");
+    let args: Vec<std::ffi::OsString> = vec![
+        "commit".into(),
+        f.path("upper").into(),
+        layer.clone().into(),
+    ];
     let left_nothing = || {
         ensure(!layer.exists(), "the layer is left")?;
         let hidden = hidden_in(&f.path("layers"))?;
         ensure(hidden.is_empty(), format!("left: {hidden:?}"))
     };
     let after_kill = |n: usize, steps: &[String]| {
-        if n == steps.len() {
-            ensure(layer.is_dir(), "the commit did not finish")?;
-            return Ok(std::fs::remove_dir_all(&layer)?);
+        if n < steps.len() {
+            let hidden = hidden_in(&f.path("layers"))?;
+            ensure(
+                hidden.len() == 1 && hidden[0].starts_with(".committed.commit-"),
+                format!("left: {hidden:?}"),
+            )?;
+            next_run_removes(&args, &f.path("layers").join(&hidden[0]))?;
         }
-        let hidden = hidden_in(&f.path("layers"))?;
-        ensure(
-            hidden.len() == 1 && hidden[0].starts_with(".committed.commit-"),
-            format!("left: {hidden:?}"),
-        )?;
-        Ok(std::fs::remove_dir_all(f.path("layers").join(&hidden[0]))?)
+        ensure(layer.join("etc/motd").exists(), "the layer was not made")?;
+        // The layer is what the command is for, not a leftover.
+        Ok(std::fs::remove_dir_all(&layer)?)
     };
     let walked = walk_faults(&Walk {
-        args: vec![
-            "commit".into(),
-            f.path("upper").into(),
-            layer.clone().into(),
-        ],
+        args: args.clone(),
         left_nothing: &left_nothing,
         after_kill: &after_kill,
     })?;
     ensure_eq(walked, 2, "the commit's steps")
+}
+
+/// After a kill left `staging`: the next run of the same command plans
+/// to remove it first (`--dry-run` shows it, and makes nothing), and
+/// does, and finishes.
+fn next_run_removes(args: &[std::ffi::OsString], staging: &Path) -> Result<(), Failed> {
+    let remove = format!("rm -r \"{}\"", staging.display());
+    let steps = planned_steps(args)?;
+    ensure(
+        steps.first() == Some(&remove),
+        format!("the next run does not remove it first: {steps:?}"),
+    )?;
+    ensure(staging.exists(), "--dry-run removed it")?;
+    let out = run(cmd("overlay-stack").args(args))?;
+    ensure(out.status.success(), describe(&out))?;
+    ensure(!staging.exists(), "the next run left it")
 }
 
 /// `rootfs DIR`, a new busybox tree: stopped after any step, neither DIR
@@ -1039,9 +1057,9 @@ fn one_layer_image(path: &Path) -> Result<(), Failed> {
 }
 
 /// `import` of a one-layer image: stopped after any step, neither DEST
-/// nor the staging directory is left. A SIGKILL before the rename leaves
-/// the hidden `.DEST.import-PID`, which no command removes (reported:
-/// issue 9).
+/// nor the staging directory is left. Killed before the rename, it leaves
+/// the hidden `.DEST.import-PID`, which the next import into DEST removes
+/// as the first step of its plan.
 fn faults_in_import() -> Result<(), Failed> {
     let scratch = scratch();
     let image = scratch.path().join("one.tar");
@@ -1049,25 +1067,28 @@ fn faults_in_import() -> Result<(), Failed> {
     let images = scratch.path().join("images");
     std::fs::create_dir(&images)?;
     let dest = images.join("one");
+    let args: Vec<std::ffi::OsString> =
+        vec!["import".into(), image.clone().into(), dest.clone().into()];
     let left_nothing = || {
         ensure(!dest.exists(), "the image is left")?;
         let hidden = hidden_in(&images)?;
         ensure(hidden.is_empty(), format!("left: {hidden:?}"))
     };
     let after_kill = |n: usize, steps: &[String]| {
-        if n == steps.len() {
-            ensure(dest.join("layers/1/etc/motd").exists(), "not imported")?;
-            return Ok(std::fs::remove_dir_all(&dest)?);
+        if n < steps.len() {
+            let hidden = hidden_in(&images)?;
+            ensure(
+                hidden.len() == 1 && hidden[0].starts_with(".one.import-"),
+                format!("left: {hidden:?}"),
+            )?;
+            next_run_removes(&args, &images.join(&hidden[0]))?;
         }
-        let hidden = hidden_in(&images)?;
-        ensure(
-            hidden.len() == 1 && hidden[0].starts_with(".one.import-"),
-            format!("left: {hidden:?}"),
-        )?;
-        Ok(std::fs::remove_dir_all(images.join(&hidden[0]))?)
+        ensure(dest.join("layers/1/etc/motd").exists(), "not imported")?;
+        // The image is what the command is for, not a leftover.
+        Ok(std::fs::remove_dir_all(&dest)?)
     };
     let walked = walk_faults(&Walk {
-        args: vec!["import".into(), image.clone().into(), dest.clone().into()],
+        args: args.clone(),
         left_nothing: &left_nothing,
         after_kill: &after_kill,
     })?;

@@ -14,7 +14,8 @@ Exit status: 0 done; 2 bad usage or a bad value, named on one line, before anyth
 too long, an image that cannot be read as one); 125 overlay-stack itself failed: a kernel
 call was refused (as a user: EPERM, EACCES), or an image's digest or size does not match; what
 the plan had made is undone. Interrupted (Ctrl-C, SIGTERM, SIGHUP), it undoes its plan and
-ends by that signal.";
+ends by that signal. A commit or import killed before its rename leaves its hidden staging
+directory, which the next one into the same directory removes.";
 
 /// OverlayFS by hand: layers, copy-on-write, whiteouts, images.
 ///

@@ -7,7 +7,9 @@
 //! lower layer to any number of new stacks.
 //!
 //! The copy is made beside the new layer's name and renamed into place
-//! at the end, so a failed commit leaves no half layer behind.
+//! at the end, so a failed commit leaves no half layer behind; the copy a
+//! killed commit left, the next commit of that name removes
+//! ([`crate::staging`]).
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -15,10 +17,14 @@ use std::path::{Path, PathBuf};
 use steps::{Chapter, Error, Narrator, Plan, Step, chapter};
 
 use crate::paths;
+use crate::staging::{self, Kind};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
-    /// Copy the upper layer's tree, everything kept.
+    /// The copy of a commit of the same name that was killed.
+    RemoveLeftover { path: PathBuf, pid: u32 },
+    /// Copy the upper layer's tree, everything kept, into a staging
+    /// directory this commit makes and locks.
     Copy { from: PathBuf, to: PathBuf },
     /// Put the finished copy in place.
     Rename { from: PathBuf, to: PathBuf },
@@ -27,6 +33,7 @@ pub enum Op {
 impl Step for Op {
     fn call(&self) -> String {
         match self {
+            Op::RemoveLeftover { path, .. } => format!("rm -r \"{}\"", path.display()),
             Op::Copy { from, to } => format!(
                 "copy the tree \"{}\" → \"{}\" (contents, owners, modes, times, xattrs, \
                  whiteouts; like cp -a)",
@@ -41,6 +48,10 @@ impl Step for Op {
 
     fn why(&self) -> String {
         match self {
+            Op::RemoveLeftover { pid, .. } => format!(
+                "the copy a commit of the same name left when it was killed: no process \
+                 {pid} runs, and none holds its lock"
+            ),
             Op::Copy { .. } => {
                 "the upper layer holds every change of the stack, deletions as whiteouts: \
                  copied, it is a layer that makes the same changes to any stack"
@@ -86,12 +97,14 @@ pub fn plan(upper: &Path, layer: &Path) -> Result<Plan<Op>, Error> {
             paths::shown(upper)
         )));
     }
-    let staging = parent.join(format!(
-        ".{}.commit-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
     let mut plan = Plan::new();
+    for leftover in staging::leftovers(&parent, &name, Kind::Commit) {
+        plan.push(Op::RemoveLeftover {
+            path: leftover.path,
+            pid: leftover.pid,
+        });
+    }
+    let staging = staging::path(&parent, &name, Kind::Commit);
     plan.push(Op::Copy {
         from,
         to: staging.clone(),
@@ -139,12 +152,27 @@ fn check_upper(upper: &Path) -> Result<PathBuf, Error> {
 /// and the new layer too if the plan is stopped after the rename.
 pub fn execute(plan: &Plan<Op>, narrator: &Narrator) -> Result<(), Error> {
     let mut made = None;
+    // The lock on the copy, held until the commit ends.
+    let mut held = None;
     let mut number = 0;
     let result = plan.execute(narrator, |op| {
         match op {
+            Op::RemoveLeftover { path, .. } => {
+                staging::remove(path).map_err(|e| Error::io(op.call(), &e))?;
+            }
             Op::Copy { from, to } => {
+                held = Some(staging::make(to).map_err(|(call, errno)| {
+                    let error = Error::sys(format!("{call}(\"{}\")", to.display()), errno);
+                    match errno {
+                        nix::errno::Errno::EACCES | nix::errno::Errno::EPERM => error.hint(
+                            "you may not write in the layer's directory: commit into one \
+                             of yours, or run as root",
+                        ),
+                        _ => error,
+                    }
+                })?);
                 made = Some(to.clone());
-                crate::tree::copy(from, to)?;
+                crate::tree::copy_into(from, to)?;
             }
             Op::Rename { from, to } => {
                 std::fs::rename(from, to).map_err(|e| Error::io(op.call(), &e))?;
@@ -158,6 +186,7 @@ pub fn execute(plan: &Plan<Op>, narrator: &Narrator) -> Result<(), Error> {
     if let (Err(_), Some(made)) = (&result, made) {
         let _ = std::fs::remove_dir_all(made);
     }
+    drop(held);
     result.map(drop)
 }
 

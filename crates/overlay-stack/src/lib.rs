@@ -22,6 +22,8 @@
 //! * [`whiteout`] is the on-disk format of deletions, in overlayfs and in
 //!   image tars;
 //! * [`diff`], [`history`] and [`commit`] look at and keep layers;
+//! * [`staging`] is where `commit` and `import` make their result before
+//!   renaming it into place, and how a killed one's is found again;
 //! * [`rootfs`] builds a base root filesystem from the host's busybox;
 //! * [`image`] unpacks OCI layouts and `docker save` tarballs into layers.
 
@@ -36,5 +38,6 @@ pub mod paths;
 pub mod plan;
 pub mod rootfs;
 pub mod stack;
+pub mod staging;
 pub mod tree;
 pub mod whiteout;

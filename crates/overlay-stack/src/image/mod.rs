@@ -33,7 +33,9 @@
 //! ```
 //!
 //! It all happens in a staging directory beside DEST, renamed into place at
-//! the end, so a failed import leaves nothing behind.
+//! the end, so a failed import leaves nothing behind; the staging
+//! directory of an import that was killed, the next import into DEST
+//! removes ([`crate::staging`]).
 
 pub mod config;
 pub mod digest;
@@ -60,6 +62,7 @@ use layer::{Compression, Expected, Target, Unpacked};
 use source::{Source, Span, io_text};
 
 use crate::paths;
+use crate::staging::{self, Kind};
 use crate::whiteout::XattrNamespace;
 
 /// What to do about an index, manifest or config that is not what it
@@ -99,7 +102,9 @@ struct LayerBlob {
 /// One step of an import.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
-    /// `mkdir` the staging directory beside DEST.
+    /// The staging directory of an import into DEST that was killed.
+    RemoveLeftover { path: PathBuf, pid: u32 },
+    /// `mkdir` the staging directory beside DEST, and lock it.
     Stage { staging: PathBuf, dest: PathBuf },
     /// Read one layer's blob and unpack it.
     Unpack(Box<UnpackLayer>),
@@ -160,6 +165,7 @@ fn short_member(member: &str) -> String {
 impl Step for Op {
     fn call(&self) -> String {
         match self {
+            Op::RemoveLeftover { path, .. } => format!("rm -r {path:?}"),
             Op::Stage { staging, .. } => format!("mkdir -p {:?}", staging.join("layers")),
             Op::Unpack(layer) => {
                 let checks = if layer.expected.blob.is_some() {
@@ -193,6 +199,10 @@ impl Step for Op {
 
     fn why(&self) -> String {
         match self {
+            Op::RemoveLeftover { pid, .. } => format!(
+                "what an import into the same directory left when it was killed: no process \
+                 {pid} runs, and none holds its lock"
+            ),
             Op::Stage { dest, .. } => format!(
                 "unpack beside {}, so that a failed import leaves nothing half-made",
                 dest.display()
@@ -242,11 +252,14 @@ pub fn plan(source: &Path, dest: &Path, options: &ImportOptions) -> Result<Plan<
     })?;
     let diff_ids = diff_ids(&config, &config_name, found.layers.len())?;
 
-    let mut staging = std::ffi::OsString::from(".");
-    staging.push(name);
-    staging.push(format!(".import-{}", std::process::id()));
-    let staging = parent.join(staging);
     let mut plan = Plan::new();
+    for leftover in staging::leftovers(&parent, &name, Kind::Import) {
+        plan.push(Op::RemoveLeftover {
+            path: leftover.path,
+            pid: leftover.pid,
+        });
+    }
+    let staging = staging::path(&parent, &name, Kind::Import);
     plan.push(Op::Stage {
         staging: staging.clone(),
         dest: dest.to_path_buf(),
@@ -400,6 +413,8 @@ fn media_type(given: &str, compression: Compression) -> String {
 /// What executing the steps has made so far.
 #[derive(Debug, Default)]
 struct Progress {
+    /// The lock on the staging directory, held until the import ends.
+    held: Option<staging::Held>,
     /// The staging directory, once made and until renamed: removed if a
     /// later step fails.
     staging: Option<PathBuf>,
@@ -450,15 +465,23 @@ pub fn execute(plan: &Plan<Op>, narrator: &Narrator) -> Result<Image, Error> {
 
 fn run(op: &Op, progress: &mut Progress, narrator: &Narrator) -> Result<(), Error> {
     match op {
+        Op::RemoveLeftover { path, .. } => {
+            staging::remove(path).map_err(|e| Error::io(op.call(), &e))
+        }
         Op::Stage { staging, .. } => {
-            mkdir(staging).map_err(|errno| {
-                let error = Error::sys(format!("mkdir({staging:?})"), errno);
-                if errno == Errno::EEXIST {
-                    error.hint("a leftover of an import that was killed; remove it")
-                } else {
-                    error
+            let held = staging::make(staging).map_err(|(call, errno)| {
+                let error = Error::sys(format!("{call}({staging:?})"), errno);
+                match errno {
+                    Errno::EEXIST => error
+                        .hint("another import into the same directory is under way; wait for it"),
+                    Errno::EACCES | Errno::EPERM => error.hint(
+                        "you may not write beside DIR: import into a directory of yours, or \
+                         run as root",
+                    ),
+                    _ => error,
                 }
             })?;
+            progress.held = Some(held);
             progress.staging = Some(staging.clone());
             let layers = staging.join("layers");
             mkdir(&layers).map_err(|e| Error::sys(format!("mkdir({layers:?})"), e))
