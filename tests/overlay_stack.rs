@@ -1,8 +1,9 @@
 //! overlay-stack against the real kernel: stacks mounted for real, and what
 //! a learner sees in each layer with `ls` and `stat` — copy-up into the
 //! upper layer, whiteouts, opaque directories, two stacks sharing one
-//! base, committed layers, stacks too long for one page of options — and
-//! the classic mistakes refused before anything is made.
+//! base, committed layers, stacks too long for one page of options — the
+//! classic mistakes refused before anything is made, a table of bad input
+//! for every command, and every making command stopped after each step.
 //!
 //! Every stack lives in the test's scratch directory and is unmounted by a
 //! guard, also when the test fails.
@@ -11,6 +12,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use support::tally::{self, Tally};
 use support::{
     Failed, MountGuard, Requirement::*, Suite, cmd, describe, ensure, ensure_eq, run, scratch,
     stderr, stdout,
@@ -42,10 +44,17 @@ fn main() {
         (!unmet.is_empty()).then(|| unmet.join("; ")),
         move || rootless_without_xattrs(&as_user),
     );
+    let user_copy = tools.overlay_stack.clone();
     suite.test(
         "a_user_outside_a_user_namespace_is_told_how",
         &[Root, Overlayfs],
         move || rootless_refused(&tools),
+    );
+    // Root, to run some of the table as nobody.
+    suite.test(
+        "bad_input_gets_one_line_a_documented_code_and_changes_nothing",
+        &[Root],
+        move || bad_input(&user_copy),
     );
     suite.test(
         "a_changed_file_is_copied_up_and_the_lower_is_untouched",
@@ -718,6 +727,342 @@ fn dry_run() -> Result<(), Failed> {
     Ok(())
 }
 
+// Bad input (issue 9): one table for every subcommand.
+
+/// Who runs a case.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Who {
+    Root,
+    /// nobody, through setpriv: a host where overlay-stack is not root.
+    Nobody,
+}
+
+/// One bad input: the arguments (run in the table's scratch directory),
+/// the exit code `overlay-stack --help` documents for it, and what its
+/// one line must name — the field, the value, the errno.
+struct Bad {
+    args: Vec<String>,
+    code: i32,
+    names: Vec<String>,
+    who: Who,
+    /// `$PATH` first, for the case of a busybox that is not a program.
+    path_first: Option<PathBuf>,
+}
+
+fn bad(args: &[&str], code: i32, names: &[&str]) -> Bad {
+    Bad {
+        args: args.iter().map(|a| a.to_string()).collect(),
+        code,
+        names: names.iter().map(|n| n.to_string()).collect(),
+        who: Who::Root,
+        path_first: None,
+    }
+}
+
+/// What the table's scratch directory holds, symlinks not followed, each
+/// entry with its type and size: a refused command must change none of it.
+fn tree_of(dir: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            let shown = path.strip_prefix(root).unwrap_or(&path).display();
+            out.push(format!("{shown} {:?} {}", meta.file_type(), meta.len()));
+            if meta.is_dir() {
+                walk(root, &path, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// The scratch directory of the table: layers, a file, a symlink to `/`,
+/// images good and bad, an imported image and two damaged copies of it,
+/// a busybox that is not a program, and a directory of nobody's.
+fn bad_input_fixture(dir: &Path) -> Result<(), Failed> {
+    let at = |name: &str| dir.join(name);
+    for made in ["lower/etc", "upper/etc", "layers", "fakebin", "mine/lower"] {
+        std::fs::create_dir_all(at(made))?;
+    }
+    std::fs::write(at("lower/etc/motd"), "lower\n")?;
+    std::fs::write(at("upper/etc/motd"), "upper\n")?;
+    std::fs::write(at("afile"), "a file\n")?;
+    std::os::unix::fs::symlink("/", at("rootlink"))?;
+    one_layer_image(&at("one.tar"))?;
+    docker_save(&at("truncated.tar"), Some(b"[{\"Config\": "), None)?;
+    docker_save(&at("map.tar"), Some(b"{\"Config\": \"c.json\"}"), None)?;
+    docker_save(&at("badconfig.tar"), None, Some(b"{\"rootfs\": "))?;
+    std::fs::write(
+        at("badindex.tar"),
+        tar_of(&[
+            ("oci-layout", b"{\"imageLayoutVersion\":\"1.0.0\"}"),
+            ("index.json", b"{\"manifests\": ["),
+        ])?,
+    )?;
+    let out = run(cmd("overlay-stack")
+        .arg("import")
+        .arg(at("one.tar"))
+        .arg(at("img")))?;
+    ensure(out.status.success(), describe(&out))?;
+    let record = std::fs::read_to_string(at("img/image.json"))?;
+    for (copy, json) in [
+        ("img-truncated", record[..record.len() / 2].to_string()),
+        (
+            "img-escaping",
+            record.replace("\"layers/1\"", "\"../../../..\""),
+        ),
+    ] {
+        std::fs::create_dir(at(copy))?;
+        std::fs::write(at(copy).join("image.json"), json)?;
+    }
+    // The start of an ELF header, and nothing after it: the first busybox
+    // on $PATH.
+    use std::os::unix::fs::PermissionsExt;
+    let mut truncated = b"\x7fELF\x02\x01\x01".to_vec();
+    truncated.resize(20, 0);
+    std::fs::write(at("fakebin/busybox"), truncated)?;
+    std::fs::set_permissions(
+        at("fakebin/busybox"),
+        std::fs::Permissions::from_mode(0o755),
+    )?;
+    for mine in [at("mine"), at("mine/lower")] {
+        nix::unistd::chown(
+            &mine,
+            Some(nix::unistd::Uid::from_raw(NOBODY)),
+            Some(nix::unistd::Gid::from_raw(NOBODY)),
+        )?;
+    }
+    Ok(())
+}
+
+/// The table: the arguments, the exit code, what the line names. Sizes
+/// are left out: overlay-stack takes none. Where a regression would
+/// write over the host (a mount on `/`, a copy of `/`), the case is
+/// planned only (`--dry-run`): it is refused as the plan is made, before
+/// any step, either way. One case a line, as a table reads.
+#[rustfmt::skip]
+fn bad_input_cases(dir: &Path) -> Vec<Bad> {
+    let long = "x".repeat(300);
+    let long = long.as_str();
+    let long_rootfs = "r".repeat(240);
+    let long_rootfs = long_rootfs.as_str();
+    // mount's flags, with the lower, upper, work and target given.
+    let mount = |lower: &'static str, upper: &'static str, work: &'static str, target: &str| {
+        ["mount", "--lower", lower, "--upper", upper, "--work", work].iter().map(|s| s.to_string())
+            .chain([target.to_string()]).collect::<Vec<String>>()
+    };
+    let mount_image = |image: &'static str| -> Vec<String> {
+        ["mount", "--image", image, "--upper", "u", "--work", "w", "m"].map(String::from).to_vec()
+    };
+    let dry = |args: Vec<String>| [vec!["--dry-run".to_string()], args].concat();
+    let case = |args: Vec<String>, code: i32, names: &[&str]| Bad {
+        args,
+        code,
+        names: names.iter().map(|n| n.to_string()).collect(),
+        who: Who::Root,
+        path_first: None,
+    };
+    let mut cases = vec![
+        // Usage.
+        bad(&["frobnicate"], 2, &["'frobnicate'"]),
+        bad(&["commit", "--no-such-flag", "upper", "l"], 2, &["'--no-such-flag'"]),
+        bad(&["commit", "upper", "l", "extra"], 2, &["'extra'"]),
+        // Names: --ref names an image in a tar that holds several.
+        bad(&["import", "one.tar", "d", "--ref", "../x"], 2, &["\"../x\"", "--ref"]),
+        bad(&["import", "one.tar", "d", "--ref", "a/b"], 2, &["\"a/b\"", "--ref"]),
+        bad(&["import", "one.tar", "d", "--ref", ""], 2, &["no image named \"\"", "--ref"]),
+        bad(&["import", "one.tar", "d", "--ref", long], 2, &[long, "--ref"]),
+        bad(&["import", "one.tar", "d", "--ref", "-x"], 2, &["'-x'", "'-- -x'"]),
+        bad(&["import", "one.tar", "d", "--ref", "a\nb"], 2, &["\"a\\nb\"", "--ref"]),
+        bad(&["import", "one.tar", "d", "--ref", "é"], 2, &["\"é\"", "--ref"]),
+        // Names: the directories overlay-stack makes, and the paths it reads.
+        bad(&["commit", "upper", ""], 2, &["'<LAYER>'"]),
+        bad(&["commit", "upper", long], 2, &["LAYER xxxx", "300 bytes", "NAME_MAX"]),
+        bad(&["commit", "upper", "-x"], 2, &["'-x'", "'-- -x'"]),
+        bad(&["commit", "upper", "a\nb"], 2, &["LAYER a\\nb", "a newline"]),
+        bad(&["commit", "upper", "a/b"], 2, &["LAYER a/b", "mkdir -p a"]),
+        bad(&["commit", "upper", "x/.."], 2, &["LAYER x/..", "not a name"]),
+        bad(&["commit", "upper", "upper/inside"], 2, &["LAYER upper/inside", "beside"]),
+        bad(&["commit", "upper", "afile"], 2, &["LAYER afile", "already exists"]),
+        bad(&["import", "one.tar", ""], 2, &["'<DIR>'"]),
+        bad(&["import", "one.tar", long], 2, &["DIR xxxx", "300 bytes"]),
+        bad(&["import", "one.tar", "d\nx"], 2, &["DIR d\\nx", "a newline"]),
+        bad(&["import", "one.tar", "a/b"], 2, &["DIR a/b", "mkdir -p a"]),
+        bad(&["rootfs", long], 2, &["DIR xxxx", "300 bytes"]),
+        bad(&["rootfs", long_rootfs], 2, &["DIR rrrr", "240 bytes", "staging"]),
+        bad(&["rootfs", "r\nx"], 2, &["DIR r\\nx", "a newline"]),
+        case(mount("lower", "u", "w", long), 2, &["TARGET xxxx", "300 bytes"]),
+        case(mount("lower", "u", "w", "m\nx"), 2, &["TARGET m\\nx", "a newline"]),
+        bad(&["diff", "a\nb"], 2, &["UPPER a\\nb", "a newline"]),
+        bad(&["history", "a\nb"], 2, &["LAYER a\\nb", "a newline"]),
+        bad(&["umount", "a\nb"], 2, &["TARGET a\\nb", "a newline"]),
+        // Layer paths that overlayfs would split, or read options from.
+        case(mount("lower,upperdir=/etc", "u", "w", "m"), 2, &["--lower lower,upperdir=/etc", "','", "separator"]),
+        case(mount("low\\er", "u", "w", "m"), 2, &["--lower low\\er", "'\\'"]),
+        case(mount("lower:missing", "u", "w", "m"), 2, &["--lower", "missing: no such directory", "separated by ':'"]),
+        case(mount("lower", "u:x", "w", "m"), 2, &["--upper u:x", "':'"]),
+        case(mount("lower", "u", "w,x", "m"), 2, &["--work w,x", "','"]),
+        case(mount_image("i,x"), 2, &["--image i,x", "','"]),
+        bad(&["commit", "upper", "l:x"], 2, &["LAYER l:x", "':'", "could not be mounted"]),
+        bad(&["import", "one.tar", "d\\x"], 2, &["DIR d\\x", "'\\'"]),
+        bad(&["rootfs", "r,x"], 2, &["DIR r,x", "','"]),
+        // A root filesystem, or a layer, that is missing, a file, / or a
+        // symlink to /.
+        bad(&["commit", "missing", "l"], 2, &["UPPER missing", "no such directory"]),
+        bad(&["commit", "afile", "l"], 2, &["UPPER afile", "not a directory"]),
+        bad(&["--dry-run", "commit", "/", "l"], 2, &["UPPER /", "root directory"]),
+        bad(&["--dry-run", "commit", "rootlink", "l"], 2, &["UPPER rootlink", "root directory"]),
+        case(mount("missing", "u", "w", "m"), 2, &["--lower", "missing: no such directory"]),
+        case(mount("afile", "u", "w", "m"), 2, &["--lower", "afile: not a directory"]),
+        case(dry(mount("/", "u", "w", "m")), 2, &["overlaps --lower /"]),
+        case(dry(mount("rootlink", "u", "w", "m")), 2, &["overlaps --lower", "rootlink"]),
+        case(mount("lower", "afile", "w", "m"), 2, &["--upper", "afile: not a directory"]),
+        case(dry(mount("lower", "rootlink", "w", "m")), 2, &["--upper", "rootlink: the root directory"]),
+        case(dry(mount("lower", "u", "w", "/")), 2, &["TARGET /: the root directory"]),
+        case(dry(mount("lower", "u", "w", "rootlink")), 2, &["TARGET rootlink: the root directory"]),
+        case(mount("lower", "u", "w", "afile"), 2, &["afile: the mount point is not a directory"]),
+        case(mount_image("missing"), 2, &["--image missing", "no such directory"]),
+        case(mount_image("afile"), 2, &["--image afile", "no such directory"]),
+        case(dry(mount_image("/")), 2, &["--image: /: not an imported image", "overlay-stack import"]),
+        bad(&["diff", "missing"], 2, &["UPPER missing", "no such directory"]),
+        bad(&["diff", "afile"], 2, &["UPPER afile", "no such directory"]),
+        bad(&["diff", "/"], 2, &["UPPER /", "--lower"]),
+        bad(&["diff", "rootlink"], 2, &["UPPER rootlink", "--lower"]),
+        bad(&["diff", "upper", "--lower", "missing"], 2, &["--lower missing"]),
+        bad(&["history", "missing"], 2, &["LAYER missing", "no such directory"]),
+        bad(&["history", "afile"], 2, &["LAYER afile", "no such directory"]),
+        bad(&["history", "lower", "/"], 2, &["LAYER /", "root directory"]),
+        bad(&["umount", "missing"], 2, &["missing: does not exist"]),
+        bad(&["umount", "afile"], 2, &["afile: is not a mount point"]),
+        bad(&["--dry-run", "umount", "/"], 2, &["TARGET /: the root directory"]),
+        bad(&["--dry-run", "umount", "rootlink"], 2, &["TARGET rootlink: the root directory"]),
+        bad(&["--dry-run", "rootfs", "/"], 2, &["/ cannot hold a rootfs"]),
+        bad(&["--dry-run", "rootfs", "rootlink"], 2, &["rootlink is a symbolic link"]),
+        bad(&["rootfs", "afile"], 2, &["afile exists and is not a directory"]),
+        bad(&["rootfs", "lower"], 2, &["lower is not empty", "no etc/underhood-release"]),
+        bad(&["import", "missing.tar", "d"], 2, &["missing.tar", "(ENOENT)"]),
+        bad(&["import", "afile", "d"], 2, &["afile: not an image", "docker save"]),
+        bad(&["import", "/", "d"], 2, &["/: not an image", "index.json"]),
+        bad(&["import", "rootlink", "d"], 2, &["rootlink: not an image"]),
+        bad(&["--dry-run", "import", "one.tar", "/"], 2, &["DIR /: not a name"]),
+        bad(&["import", "one.tar", "rootlink"], 2, &["DIR rootlink", "not a directory"]),
+        bad(&["import", "one.tar", "afile"], 2, &["DIR afile", "not a directory"]),
+        bad(&["import", "one.tar", "lower"], 2, &["DIR lower: not empty"]),
+        // Malformed JSON.
+        bad(&["import", "truncated.tar", "d"], 2, &["truncated.tar:manifest.json: not a docker save manifest", "save it again"]),
+        bad(&["import", "map.tar", "d"], 2, &["map.tar:manifest.json", "expected a sequence", "save it again"]),
+        bad(&["import", "badconfig.tar", "d"], 2, &["badconfig.tar:", "not an image config", "save it again"]),
+        bad(&["import", "badindex.tar", "d"], 2, &["badindex.tar:index.json: not an OCI image index", "save it again"]),
+        bad(&["history", "img-truncated"], 2, &["img-truncated/image.json: not an image record", "import the image again"]),
+        case(mount_image("img-truncated"), 2, &["--image", "img-truncated/image.json: not an image record"]),
+        case(mount_image("img-escaping"), 2, &["img-escaping/image.json: layers[0].dir \"../../../..\"", "import the image again"]),
+    ];
+    // A command that is not a program: overlay-stack runs only busybox,
+    // the first on $PATH, for a rootfs.
+    let mut broken = bad(&["rootfs", "r"], 125, &["fakebin/busybox", "not a valid ELF file", "busybox-static"]);
+    broken.path_first = Some(dir.join("fakebin"));
+    cases.push(broken);
+    // Not root: mounting needs CAP_SYS_ADMIN, the others a directory the
+    // user may write in.
+    let as_nobody = [
+        case(mount("mine/lower", "mine/u", "mine/w", "mine/m"), 125, &["mount(\"overlay\"", "(EPERM)", "ns-unshare -r --mount"]),
+        bad(&["commit", "upper", "layers/l"], 125, &["layers/.l.commit-", "(EACCES)", "commit into one of yours"]),
+        bad(&["import", "one.tar", "layers/d"], 125, &["layers/.d.import-", "(EACCES)", "import into a directory of yours"]),
+        bad(&["rootfs", "layers/r"], 125, &["layers/.r.staging-", "(EACCES)", "a directory you may write to"]),
+    ];
+    for mut case in as_nobody {
+        case.who = Who::Nobody;
+        cases.push(case);
+    }
+    cases
+}
+
+/// Every bad input of the table: its documented exit code, one line on
+/// stderr that starts with `overlay-stack: ` and names what was wrong,
+/// nothing on stdout, and the scratch directory as it was (the leak
+/// ledger checks the rest of the host). A non-ASCII name, for contrast,
+/// is taken.
+fn bad_input(user_copy: &Path) -> Result<(), Failed> {
+    let scratch = scratch();
+    let dir = scratch.path();
+    bad_input_fixture(dir)?;
+    let mut problems = Vec::new();
+    for case in bad_input_cases(dir) {
+        let before = tree_of(dir);
+        let mut command = match case.who {
+            Who::Root => cmd("overlay-stack"),
+            Who::Nobody => {
+                let mut command = Command::new("setpriv");
+                command
+                    .args([&format!("--reuid={NOBODY}"), &format!("--regid={NOBODY}")])
+                    .args(["--clear-groups", "--"])
+                    .arg(user_copy)
+                    .env_clear()
+                    .env("LC_ALL", "C")
+                    .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+                command
+            }
+        };
+        if let Some(first) = &case.path_first {
+            let path = std::env::var_os("PATH").unwrap_or_default();
+            let mut joined = first.clone().into_os_string();
+            joined.push(":");
+            joined.push(path);
+            command.env("PATH", joined);
+        }
+        let out = run(command.args(&case.args).current_dir(dir))?;
+        let err = stderr(&out);
+        let mut wrong = Vec::new();
+        if out.status.code() != Some(case.code) {
+            wrong.push(format!("exit {:?}, not {}", out.status.code(), case.code));
+        }
+        if err.lines().count() != 1 || !err.starts_with("overlay-stack: ") {
+            wrong.push("not one line starting 'overlay-stack: '".to_string());
+        }
+        for name in &case.names {
+            if !err.contains(name.as_str()) {
+                wrong.push(format!("does not name {name:?}"));
+            }
+        }
+        if !out.stdout.is_empty() {
+            wrong.push("wrote on stdout".to_string());
+        }
+        let after = tree_of(dir);
+        if after != before {
+            let made: Vec<&String> = after.iter().filter(|l| !before.contains(l)).collect();
+            let gone: Vec<&String> = before.iter().filter(|l| !after.contains(l)).collect();
+            wrong.push(format!(
+                "changed the scratch dir: made {made:?}, took {gone:?}"
+            ));
+        }
+        if wrong.is_empty() {
+            tally::add(Tally::BadInput, 1);
+        } else {
+            problems.push(format!(
+                "{:?}: {}\n{}",
+                case.args,
+                wrong.join("; "),
+                describe(&out)
+            ));
+        }
+    }
+    ensure(problems.is_empty(), problems.join("\n"))?;
+    // Names are bytes: a non-ASCII one is a name like another.
+    let out = run(cmd("overlay-stack")
+        .args(["commit", "upper", "layers/lé"])
+        .current_dir(dir))?;
+    ensure(out.status.success(), describe(&out))?;
+    ensure(dir.join("layers/lé/etc/motd").exists(), "no layer lé")
+}
+
 // Faults after every step (issue 9): for each command that makes
 // something, the walk takes its --dry-run plan and, for every step N,
 // runs it with UNDERHOOD_FAULT=fail@N, int@N and kill@N.
@@ -752,7 +1097,8 @@ fn planned_steps(args: &[std::ffi::OsString]) -> Result<Vec<String>, Failed> {
 
 /// fail@N: exit 125 with one line saying so, and nothing left; int@N:
 /// ends by SIGINT, nothing left; kill@N: ends by SIGKILL, and nothing
-/// left once `after_kill` has run. Returns how many steps were walked.
+/// left once `after_kill` has run. Each fault point (a fault after a
+/// step) that passed is counted. Returns how many steps were walked.
 fn walk_faults(walk: &Walk) -> Result<usize, Failed> {
     use std::os::unix::process::ExitStatusExt;
     let steps = planned_steps(&walk.args)?;
@@ -776,6 +1122,7 @@ fn walk_faults(walk: &Walk) -> Result<usize, Failed> {
                 e.message().unwrap_or_default()
             )
         })?;
+        tally::add(Tally::FaultPoint, 1);
 
         let out = run(&mut with(format!("int@{n}")))?;
         ensure(
@@ -784,6 +1131,7 @@ fn walk_faults(walk: &Walk) -> Result<usize, Failed> {
         )?;
         (walk.left_nothing)()
             .map_err(|e| format!("int@{n}, after {step}: {}", e.message().unwrap_or_default()))?;
+        tally::add(Tally::FaultPoint, 1);
 
         let out = run(&mut with(format!("kill@{n}")))?;
         ensure(
@@ -802,6 +1150,7 @@ fn walk_faults(walk: &Walk) -> Result<usize, Failed> {
                 e.message().unwrap_or_default()
             )
         })?;
+        tally::add(Tally::FaultPoint, 1);
     }
     Ok(steps.len())
 }
@@ -922,42 +1271,60 @@ fn hidden_in(dir: &Path) -> Result<Vec<String>, Failed> {
     Ok(names)
 }
 
-/// `commit`: stopped after any step, no layer and no copy is left. A
-/// SIGKILL before the rename leaves the hidden copy `.NAME.commit-PID`,
-/// which no command removes (reported: issue 9).
+/// `commit`: stopped after any step, no layer and no copy is left.
+/// Killed before the rename, it leaves its hidden copy `.NAME.commit-PID`,
+/// which the next commit of NAME removes as the first step of its plan.
 fn faults_in_commit() -> Result<(), Failed> {
     let f = Fixture::new()?;
     std::fs::create_dir_all(f.path("upper/etc"))?;
     std::fs::write(f.path("upper/etc/motd"), "changed\n")?;
     std::fs::create_dir(f.path("layers"))?;
     let layer = f.path("layers/committed");
+    let args: Vec<std::ffi::OsString> = vec![
+        "commit".into(),
+        f.path("upper").into(),
+        layer.clone().into(),
+    ];
     let left_nothing = || {
         ensure(!layer.exists(), "the layer is left")?;
         let hidden = hidden_in(&f.path("layers"))?;
         ensure(hidden.is_empty(), format!("left: {hidden:?}"))
     };
     let after_kill = |n: usize, steps: &[String]| {
-        if n == steps.len() {
-            ensure(layer.is_dir(), "the commit did not finish")?;
-            return Ok(std::fs::remove_dir_all(&layer)?);
+        if n < steps.len() {
+            let hidden = hidden_in(&f.path("layers"))?;
+            ensure(
+                hidden.len() == 1 && hidden[0].starts_with(".committed.commit-"),
+                format!("left: {hidden:?}"),
+            )?;
+            next_run_removes(&args, &f.path("layers").join(&hidden[0]))?;
         }
-        let hidden = hidden_in(&f.path("layers"))?;
-        ensure(
-            hidden.len() == 1 && hidden[0].starts_with(".committed.commit-"),
-            format!("left: {hidden:?}"),
-        )?;
-        Ok(std::fs::remove_dir_all(f.path("layers").join(&hidden[0]))?)
+        ensure(layer.join("etc/motd").exists(), "the layer was not made")?;
+        // The layer is what the command is for, not a leftover.
+        Ok(std::fs::remove_dir_all(&layer)?)
     };
     let walked = walk_faults(&Walk {
-        args: vec![
-            "commit".into(),
-            f.path("upper").into(),
-            layer.clone().into(),
-        ],
+        args: args.clone(),
         left_nothing: &left_nothing,
         after_kill: &after_kill,
     })?;
     ensure_eq(walked, 2, "the commit's steps")
+}
+
+/// After a kill left `staging`: the next run of the same command plans
+/// to remove it first (`--dry-run` shows it, and makes nothing), and
+/// does, and finishes.
+fn next_run_removes(args: &[std::ffi::OsString], staging: &Path) -> Result<(), Failed> {
+    let remove = format!("rm -r \"{}\"", staging.display());
+    let steps = planned_steps(args)?;
+    ensure(
+        steps.first() == Some(&remove),
+        format!("the next run does not remove it first: {steps:?}"),
+    )?;
+    ensure(staging.exists(), "--dry-run removed it")?;
+    let out = run(cmd("overlay-stack").args(args))?;
+    ensure(out.status.success(), describe(&out))?;
+    ensure(!staging.exists(), "the next run left it")
 }
 
 /// `rootfs DIR`, a new busybox tree: stopped after any step, neither DIR
@@ -1003,33 +1370,48 @@ fn faults_in_rootfs() -> Result<(), Failed> {
     ensure(walked >= 5, format!("{walked} steps"))
 }
 
+/// A tar of `members`, each a file.
+fn tar_of(members: &[(&str, &[u8])]) -> Result<Vec<u8>, Failed> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, data) in members {
+        let mut header = tar::Header::new_ustar();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(1_714_557_600);
+        builder.append_data(&mut header, name, *data)?;
+    }
+    Ok(builder.into_inner()?)
+}
+
 /// A `docker save` tar of one layer holding `/etc/motd`.
 fn one_layer_image(path: &Path) -> Result<(), Failed> {
+    docker_save(path, None, None)
+}
+
+/// [`one_layer_image`], its `manifest.json` or its config replaced by
+/// the bytes given: an image that is not what it says it is. A config
+/// given is still named by its digest, so that it is read and parsed.
+fn docker_save(path: &Path, manifest: Option<&[u8]>, config: Option<&[u8]>) -> Result<(), Failed> {
     use sha2::Digest;
     let sha256 = |bytes: &[u8]| format!("{:x}", sha2::Sha256::digest(bytes));
-    let tar_of = |members: &[(&str, &[u8])]| -> Result<Vec<u8>, Failed> {
-        let mut builder = tar::Builder::new(Vec::new());
-        for (name, data) in members {
-            let mut header = tar::Header::new_ustar();
-            header.set_size(data.len() as u64);
-            header.set_mode(0o644);
-            header.set_uid(0);
-            header.set_gid(0);
-            header.set_mtime(1_714_557_600);
-            builder.append_data(&mut header, name, *data)?;
-        }
-        Ok(builder.into_inner()?)
-    };
     let layer = tar_of(&[("etc/motd", b"hello\n")])?;
-    let config = serde_json::to_vec(&serde_json::json!({
-        "architecture": "amd64", "os": "linux",
-        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{}", sha256(&layer))]},
-    }))?;
+    let config = match config {
+        Some(bytes) => bytes.to_vec(),
+        None => serde_json::to_vec(&serde_json::json!({
+            "architecture": "amd64", "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{}", sha256(&layer))]},
+        }))?,
+    };
     let config_name = format!("{}.json", sha256(&config));
     let layer_name = format!("{}/layer.tar", sha256(&layer));
-    let manifest = serde_json::to_vec(&serde_json::json!([
-        {"Config": config_name, "RepoTags": ["one:latest"], "Layers": [layer_name]}
-    ]))?;
+    let manifest = match manifest {
+        Some(bytes) => bytes.to_vec(),
+        None => serde_json::to_vec(&serde_json::json!([
+            {"Config": config_name, "RepoTags": ["one:latest"], "Layers": [layer_name]}
+        ]))?,
+    };
     let image = tar_of(&[
         (&config_name, &config),
         (&layer_name, &layer),
@@ -1039,9 +1421,9 @@ fn one_layer_image(path: &Path) -> Result<(), Failed> {
 }
 
 /// `import` of a one-layer image: stopped after any step, neither DEST
-/// nor the staging directory is left. A SIGKILL before the rename leaves
-/// the hidden `.DEST.import-PID`, which no command removes (reported:
-/// issue 9).
+/// nor the staging directory is left. Killed before the rename, it leaves
+/// the hidden `.DEST.import-PID`, which the next import into DEST removes
+/// as the first step of its plan.
 fn faults_in_import() -> Result<(), Failed> {
     let scratch = scratch();
     let image = scratch.path().join("one.tar");
@@ -1049,25 +1431,28 @@ fn faults_in_import() -> Result<(), Failed> {
     let images = scratch.path().join("images");
     std::fs::create_dir(&images)?;
     let dest = images.join("one");
+    let args: Vec<std::ffi::OsString> =
+        vec!["import".into(), image.clone().into(), dest.clone().into()];
     let left_nothing = || {
         ensure(!dest.exists(), "the image is left")?;
         let hidden = hidden_in(&images)?;
         ensure(hidden.is_empty(), format!("left: {hidden:?}"))
     };
     let after_kill = |n: usize, steps: &[String]| {
-        if n == steps.len() {
-            ensure(dest.join("layers/1/etc/motd").exists(), "not imported")?;
-            return Ok(std::fs::remove_dir_all(&dest)?);
+        if n < steps.len() {
+            let hidden = hidden_in(&images)?;
+            ensure(
+                hidden.len() == 1 && hidden[0].starts_with(".one.import-"),
+                format!("left: {hidden:?}"),
+            )?;
+            next_run_removes(&args, &images.join(&hidden[0]))?;
         }
-        let hidden = hidden_in(&images)?;
-        ensure(
-            hidden.len() == 1 && hidden[0].starts_with(".one.import-"),
-            format!("left: {hidden:?}"),
-        )?;
-        Ok(std::fs::remove_dir_all(images.join(&hidden[0]))?)
+        ensure(dest.join("layers/1/etc/motd").exists(), "not imported")?;
+        // The image is what the command is for, not a leftover.
+        Ok(std::fs::remove_dir_all(&dest)?)
     };
     let walked = walk_faults(&Walk {
-        args: vec!["import".into(), image.clone().into(), dest.clone().into()],
+        args: args.clone(),
         left_nothing: &left_nothing,
         after_kill: &after_kill,
     })?;

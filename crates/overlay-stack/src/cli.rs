@@ -7,6 +7,16 @@ use steps::StepArgs;
 
 use crate::stack::{Stack, Writable};
 
+/// What `--help` ends with: the codes a script can rely on.
+pub const EXIT_STATUS: &str = "\
+Exit status: 0 done; 2 bad usage or a bad value, named on one line, before anything was made
+(a flag, a path that is missing, is a file, is / or has a separator overlayfs reads, a name
+too long, an image that cannot be read as one); 125 overlay-stack itself failed: a kernel
+call was refused (as a user: EPERM, EACCES), or an image's digest or size does not match; what
+the plan had made is undone. Interrupted (Ctrl-C, SIGTERM, SIGHUP), it undoes its plan and
+ends by that signal. A commit or import killed before its rename leaves its hidden staging
+directory, which the next one into the same directory removes.";
+
 /// OverlayFS by hand: layers, copy-on-write, whiteouts, images.
 ///
 /// Mounts a stack of read-only lower layers under one writable upper layer
@@ -15,7 +25,12 @@ use crate::stack::{Stack, Writable};
 /// (docker commit), builds a small root filesystem from the host's busybox,
 /// and unpacks container images into layers (docker load).
 #[derive(Debug, Parser)]
-#[command(name = "overlay-stack", version, max_term_width = 100)]
+#[command(
+    name = "overlay-stack",
+    version,
+    max_term_width = 100,
+    after_help = EXIT_STATUS
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

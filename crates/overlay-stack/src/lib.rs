@@ -12,6 +12,7 @@
 //! layer it was in; a file deleted leaves a whiteout in the upper layer.
 //! See <https://docs.kernel.org/filesystems/overlayfs.html>.
 //!
+//! * [`paths`] checks every path given before anything is made;
 //! * [`stack`] checks a stack's directories and builds its mount options;
 //! * [`plan`] turns `mount`/`umount` into the [`steps::Plan`] of calls that
 //!   it also executes;
@@ -21,6 +22,8 @@
 //! * [`whiteout`] is the on-disk format of deletions, in overlayfs and in
 //!   image tars;
 //! * [`diff`], [`history`] and [`commit`] look at and keep layers;
+//! * [`staging`] is where `commit` and `import` make their result before
+//!   renaming it into place, and how a killed one's is found again;
 //! * [`rootfs`] builds a base root filesystem from the host's busybox;
 //! * [`image`] unpacks OCI layouts and `docker save` tarballs into layers.
 
@@ -31,8 +34,10 @@ pub mod history;
 pub mod image;
 pub mod interrupt;
 pub mod mounts;
+pub mod paths;
 pub mod plan;
 pub mod rootfs;
 pub mod stack;
+pub mod staging;
 pub mod tree;
 pub mod whiteout;

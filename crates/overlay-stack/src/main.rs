@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use overlay_stack::cli::{self, Cli, Command};
-use overlay_stack::{commit, diff, history, image, interrupt, mounts, plan, rootfs, tree};
+use overlay_stack::{commit, diff, history, image, interrupt, mounts, paths, plan, rootfs, tree};
 use steps::units::{human, plural};
 use steps::{Error, Narrator};
 
@@ -15,7 +15,11 @@ fn main() -> ExitCode {
     let narrator = cli.steps.narrator("overlay-stack");
     let code = match go(&cli, &narrator) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => ExitCode::from(narrator.report(&error)),
+        // One line, whatever a path or a value in it holds.
+        Err(error) => ExitCode::from(narrator.report(&Error::with_code(
+            paths::one_line(&error.to_string()),
+            error.code(),
+        ))),
     };
     // A Ctrl-C that stopped a plan, now undone, ends overlay-stack as the
     // shell expects of a program it interrupted: by the signal.
@@ -46,7 +50,16 @@ fn go(cli: &Cli, narrator: &Narrator) -> Result<(), Error> {
                 image: Some(dir), ..
             } = &cli.command
             {
-                stack.lowers.extend(image::Image::load(dir)?.lowers(dir));
+                paths::check_layer("--image", dir)?;
+                if !dir.is_dir() {
+                    return Err(Error::usage(format!(
+                        "--image {}: no such directory; give a directory made by \
+                         overlay-stack import",
+                        paths::shown(dir)
+                    )));
+                }
+                let image = image::Image::load(dir).map_err(|e| e.context("--image"))?;
+                stack.lowers.extend(image.lowers(dir));
             }
             let (stack, make) = stack.check()?;
             let plan = plan::mount_plan(&stack, &make);
@@ -87,7 +100,12 @@ fn go(cli: &Cli, narrator: &Narrator) -> Result<(), Error> {
                     })?;
                     history::layer_rows(mount.upper.clone(), &mount.resolved_lowers())?
                 }
-                _ => history::layer_rows(None, layers)?,
+                _ => {
+                    for layer in layers {
+                        check_layer_dir(layer)?;
+                    }
+                    history::layer_rows(None, layers)?
+                }
             };
             print!("{}", history::render_layers(&rows, out));
         }
@@ -158,14 +176,45 @@ fn go(cli: &Cli, narrator: &Narrator) -> Result<(), Error> {
     Ok(())
 }
 
+/// A layer named on the command line of `history`: a directory, and
+/// not the whole system.
+fn check_layer_dir(layer: &Path) -> Result<(), Error> {
+    paths::check("LAYER", layer)?;
+    let shown = paths::shown(layer);
+    if !layer.is_dir() {
+        return Err(Error::usage(format!(
+            "LAYER {shown}: no such directory; give layer directories (topmost first), a \
+             mount point or an imported image"
+        )));
+    }
+    if paths::is_root(layer) {
+        return Err(Error::usage(format!(
+            "LAYER {shown}: the root directory, not a layer; give layer directories \
+             (topmost first), a mount point or an imported image"
+        )));
+    }
+    Ok(())
+}
+
 /// The upper layer to read and the lowers to compare it with: from the
-/// mount at `given`, from a mount whose upper is `given`, or as given.
+/// mount at `given`, from a mount whose upper is `given`, or as given
+/// with `--lower`.
 fn diff_subject(given: &Path, lowers: &[PathBuf]) -> Result<(PathBuf, Vec<PathBuf>), Error> {
+    paths::check("UPPER", given)?;
     if !given.is_dir() {
         return Err(Error::usage(format!(
-            "{}: no such directory; give a mount point or an upper layer",
-            given.display()
+            "UPPER {}: no such directory; give a mount point or an upper layer",
+            paths::shown(given)
         )));
+    }
+    for lower in lowers {
+        paths::check("--lower", lower)?;
+        if !lower.is_dir() {
+            return Err(Error::usage(format!(
+                "--lower {}: no such directory; give the stack's lower layers, topmost first",
+                paths::shown(lower)
+            )));
+        }
     }
     let canonical = std::fs::canonicalize(given).unwrap_or_else(|_| given.to_path_buf());
     let all = mounts::overlay_mounts().unwrap_or_default();
@@ -183,6 +232,18 @@ fn diff_subject(given: &Path, lowers: &[PathBuf]) -> Result<(PathBuf, Vec<PathBu
             })?;
             Ok((upper, mount.resolved_lowers()))
         }
-        _ => Ok((given.to_path_buf(), lowers.to_vec())),
+        Some(_) => Ok((given.to_path_buf(), lowers.to_vec())),
+        // Not mounted: what changed is known only against the lowers, and
+        // the root directory is never an upper layer.
+        None if lowers.is_empty() => Err(Error::usage(format!(
+            "UPPER {}: not a mounted stack nor the upper layer of one; give the layers it \
+             goes on with --lower, topmost first",
+            paths::shown(given)
+        ))),
+        None if paths::is_root(given) => Err(Error::usage(format!(
+            "UPPER {}: the root directory, not an upper layer; give the --upper of a stack",
+            paths::shown(given)
+        ))),
+        None => Ok((given.to_path_buf(), lowers.to_vec())),
     }
 }

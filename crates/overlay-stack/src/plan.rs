@@ -339,6 +339,16 @@ impl KernelLog {
 /// links: then the plan removes them, so `umount` also cleans up after a
 /// mount that never finished.
 pub fn umount_plan(target: &Path) -> Result<Plan<Op>, Error> {
+    crate::paths::check("TARGET", target)?;
+    // Where / itself is an overlay (in a container), detaching it would
+    // take the whole system from under every process.
+    if crate::paths::is_root(target) {
+        return Err(Error::usage(format!(
+            "TARGET {}: the root directory; overlay-stack unmounts the stacks it mounted: give \
+             a stack's mount point",
+            crate::paths::shown(target)
+        )));
+    }
     let Some(mount) = crate::mounts::find(target) else {
         let links = links_dir(&canonical(target));
         if !crate::mounts::is_mount_point(target) && links.is_dir() {

@@ -17,13 +17,14 @@
 //! do; the rest get a hint from [`mount_hint`].
 
 use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::sys::statfs::{FsType, statfs};
 use steps::Error;
+
+use crate::paths;
 
 /// The writable half of a stack.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,10 +48,6 @@ pub struct Stack {
 /// The largest mount options string the kernel reads: `mount(2)` copies
 /// one page of options.
 pub const OPTIONS_LIMIT: usize = 4095;
-
-/// Characters that cannot appear in a layer's path: overlayfs splits
-/// `lowerdir` at `:`, the mount options at `,`, and treats `\` as an escape.
-const RESERVED: &[u8] = b",:\\\n";
 
 impl Stack {
     /// The options string for `mount(2)`, with the layers named as given.
@@ -99,7 +96,7 @@ impl Stack {
             ));
         }
         for lower in &mut self.lowers {
-            plain_path("--lower", lower)?;
+            paths::check_layer("--lower", lower)?;
             *lower = absolute(lower);
             match std::fs::metadata(&*lower) {
                 Ok(m) if m.is_dir() => {}
@@ -120,8 +117,8 @@ impl Stack {
         }
         let mut make = Vec::new();
         if let Some(w) = &mut self.writable {
-            plain_path("--upper", &w.upper)?;
-            plain_path("--work", &w.work)?;
+            paths::check_layer("--upper", &w.upper)?;
+            paths::check_layer("--work", &w.work)?;
             w.upper = absolute(&w.upper);
             w.work = absolute(&w.work);
             check_writable(w, &self.lowers)?;
@@ -135,7 +132,14 @@ impl Stack {
                 }
             }
         }
-        plain_path("TARGET", &self.target)?;
+        paths::check("TARGET", &self.target)?;
+        if paths::is_root(&self.target) {
+            return Err(Error::usage(format!(
+                "TARGET {}: the root directory; a stack mounted over it would hide the whole \
+                 system: give an empty directory of its own",
+                paths::shown(&self.target)
+            )));
+        }
         self.target = absolute(&self.target);
         match std::fs::metadata(&self.target) {
             Ok(m) if !m.is_dir() => {
@@ -149,26 +153,6 @@ impl Stack {
         }
         Ok((self, make))
     }
-}
-
-/// Refuses a path overlayfs would read as something else.
-fn plain_path(flag: &str, path: &Path) -> Result<(), Error> {
-    let bytes = path.as_os_str().as_bytes();
-    if bytes.is_empty() {
-        return Err(Error::usage(format!("{flag}: empty path")));
-    }
-    if let Some(c) = bytes.iter().find(|b| RESERVED.contains(b)) {
-        let shown = match c {
-            b'\n' => "a newline".to_string(),
-            c => format!("'{}'", *c as char),
-        };
-        return Err(Error::usage(format!(
-            "{flag} {}: the path has {shown}, which overlayfs reads as a separator in its \
-             options; rename the directory or reach it through a symlink without one",
-            path.display().to_string().escape_debug()
-        )));
-    }
-    Ok(())
 }
 
 /// `path` made absolute against the current directory, without following
@@ -230,8 +214,30 @@ fn unsupported_upper(path: &Path) -> Option<&'static str> {
         .map(|(_, name)| *name)
 }
 
+/// `path` with the symlinks of its existing part resolved, as the kernel
+/// will resolve them when it mounts.
+fn resolved(path: &Path) -> PathBuf {
+    let existing = existing_ancestor(path);
+    let rest = path.strip_prefix(existing).unwrap_or(Path::new(""));
+    match std::fs::canonicalize(existing) {
+        Ok(real) if rest.as_os_str().is_empty() => real,
+        Ok(real) => real.join(rest),
+        Err(_) => path.to_path_buf(),
+    }
+}
+
 fn check_writable(w: &Writable, lowers: &[PathBuf]) -> Result<(), Error> {
-    if w.upper == w.work || w.work.starts_with(&w.upper) || w.upper.starts_with(&w.work) {
+    for (flag, dir) in [("--upper", &w.upper), ("--work", &w.work)] {
+        if paths::is_root(dir) {
+            return Err(Error::usage(format!(
+                "{flag} {}: the root directory; overlayfs would write into the whole system: \
+                 give a directory of the stack's own",
+                dir.display()
+            )));
+        }
+    }
+    let (upper, work) = (resolved(&w.upper), resolved(&w.work));
+    if upper == work || work.starts_with(&upper) || upper.starts_with(&work) {
         return Err(Error::usage(format!(
             "--upper {} and --work {}: one is inside the other; overlayfs needs them side by \
              side, e.g. DIR/upper and DIR/work",
@@ -240,7 +246,8 @@ fn check_writable(w: &Writable, lowers: &[PathBuf]) -> Result<(), Error> {
         )));
     }
     for lower in lowers {
-        if w.upper.starts_with(lower) || lower.starts_with(&w.upper) {
+        let real = resolved(lower);
+        if upper.starts_with(&real) || real.starts_with(&upper) {
             return Err(Error::usage(format!(
                 "--upper {} overlaps --lower {}; the layers of a stack must be separate \
                  directories",
@@ -409,11 +416,31 @@ mod tests {
 
     #[test]
     fn separators_in_paths_are_refused() {
-        for bad in ["/tmp/a,upperdir=/etc", "/tmp/a:b", "/tmp/a\\b", "/tmp/a\nb"] {
+        for bad in ["/tmp/a,upperdir=/etc", "/tmp/a:b", "/tmp/a\\b"] {
             let err = stack(&[bad, "/tmp"], None).check().unwrap_err();
             assert_eq!(err.code(), 2, "{bad}");
             assert!(err.to_string().contains("separator"), "{err}");
         }
+        let err = stack(&["/tmp/a\nb", "/tmp"], None).check().unwrap_err();
+        assert!(err.to_string().contains("a newline"), "{err}");
+    }
+
+    #[test]
+    fn the_root_is_no_mount_point_nor_upper() {
+        let mut s = stack(&["/tmp", "/usr"], None);
+        s.target = "/".into();
+        let err = s.check().unwrap_err();
+        assert!(
+            err.to_string().starts_with("TARGET /: the root directory"),
+            "{err}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("root");
+        std::os::unix::fs::symlink("/", &link).unwrap();
+        let mut s = stack(&["/tmp"], Some((link.to_str().unwrap(), "/w")));
+        s.target = dir.path().join("m");
+        let err = s.check().unwrap_err();
+        assert!(err.to_string().contains("the root directory"), "{err}");
     }
 
     #[test]

@@ -114,10 +114,17 @@ fn failed_io(call: &str, path: &Path, error: &std::io::Error) -> steps::Error {
 /// everything a layer needs: contents, types, owners, modes, times,
 /// extended attributes, hard links, devices, whiteouts and opaque marks.
 pub fn copy(from: &Path, to: &Path) -> Result<(), steps::Error> {
+    std::fs::create_dir(to).map_err(|e| failed_io("mkdir", to, &e))?;
+    copy_into(from, to)
+}
+
+/// [`copy`] into `to`, an empty directory already made; it takes the
+/// owner, mode, attributes and times of `from` (of the directory a
+/// symlink `from` points to).
+pub fn copy_into(from: &Path, to: &Path) -> Result<(), steps::Error> {
     let io =
         |call: &'static str, path: PathBuf| move |e: std::io::Error| failed_io(call, &path, &e);
-    let root_meta = std::fs::symlink_metadata(from).map_err(io("lstat", from.to_path_buf()))?;
-    std::fs::create_dir(to).map_err(io("mkdir", to.to_path_buf()))?;
+    let root_meta = std::fs::metadata(from).map_err(io("stat", from.to_path_buf()))?;
     let entries = walk(from).map_err(io("opendir", from.to_path_buf()))?;
     let mut linked: HashMap<(u64, u64), PathBuf> = HashMap::new();
     let mut dirs = vec![(to.to_path_buf(), from.to_path_buf(), root_meta)];

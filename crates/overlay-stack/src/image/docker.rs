@@ -48,8 +48,10 @@ pub(super) fn find(source: &Source, wanted: Option<&str>) -> Result<Found, Error
     let bytes = source
         .read("manifest.json")?
         .ok_or_else(|| Error::usage(format!("{manifest_name}: missing")))?;
-    let entries: Vec<Entry> = serde_json::from_slice(&bytes)
-        .map_err(|e| Error::usage(format!("{manifest_name}: not a docker save manifest: {e}")))?;
+    let entries: Vec<Entry> = serde_json::from_slice(&bytes).map_err(|e| {
+        Error::usage(format!("{manifest_name}: not a docker save manifest: {e}"))
+            .hint(super::DAMAGED)
+    })?;
     let (entry, reference) = choose(source, &entries, wanted)?;
     let config_member = entry.config.clone();
     let config_name = source.name(&config_member);

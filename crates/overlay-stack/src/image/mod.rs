@@ -33,7 +33,9 @@
 //! ```
 //!
 //! It all happens in a staging directory beside DEST, renamed into place at
-//! the end, so a failed import leaves nothing behind.
+//! the end, so a failed import leaves nothing behind; the staging
+//! directory of an import that was killed, the next import into DEST
+//! removes ([`crate::staging`]).
 
 pub mod config;
 pub mod digest;
@@ -59,7 +61,14 @@ use digest::Digest;
 use layer::{Compression, Expected, Target, Unpacked};
 use source::{Source, Span, io_text};
 
+use crate::paths;
+use crate::staging::{self, Kind};
 use crate::whiteout::XattrNamespace;
+
+/// What to do about an index, manifest or config that is not what it
+/// says it is.
+pub(crate) const DAMAGED: &str =
+    "the image is damaged, or not an image: save it again (docker save, skopeo copy, umoci)";
 
 /// What `overlay-stack import` is asked for besides SOURCE and DEST.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -93,7 +102,9 @@ struct LayerBlob {
 /// One step of an import.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
-    /// `mkdir` the staging directory beside DEST.
+    /// The staging directory of an import into DEST that was killed.
+    RemoveLeftover { path: PathBuf, pid: u32 },
+    /// `mkdir` the staging directory beside DEST, and lock it.
     Stage { staging: PathBuf, dest: PathBuf },
     /// Read one layer's blob and unpack it.
     Unpack(Box<UnpackLayer>),
@@ -154,6 +165,7 @@ fn short_member(member: &str) -> String {
 impl Step for Op {
     fn call(&self) -> String {
         match self {
+            Op::RemoveLeftover { path, .. } => format!("rm -r {path:?}"),
             Op::Stage { staging, .. } => format!("mkdir -p {:?}", staging.join("layers")),
             Op::Unpack(layer) => {
                 let checks = if layer.expected.blob.is_some() {
@@ -187,6 +199,10 @@ impl Step for Op {
 
     fn why(&self) -> String {
         match self {
+            Op::RemoveLeftover { pid, .. } => format!(
+                "what an import into the same directory left when it was killed: no process \
+                 {pid} runs, and none holds its lock"
+            ),
             Op::Stage { dest, .. } => format!(
                 "unpack beside {}, so that a failed import leaves nothing half-made",
                 dest.display()
@@ -216,7 +232,7 @@ impl Step for Op {
 /// directory, an OCI layout tar, or a `docker save` tar) and returns the
 /// plan to unpack it into `dest`. Writes nothing.
 pub fn plan(source: &Path, dest: &Path, options: &ImportOptions) -> Result<Plan<Op>, Error> {
-    let staging = check_dest(dest)?;
+    let (parent, name) = check_dest(dest)?;
     let src = Source::open(source)?;
     let wanted = options.reference.as_deref();
     let has_docker_manifest = src.has("manifest.json");
@@ -231,11 +247,19 @@ pub fn plan(source: &Path, dest: &Path, options: &ImportOptions) -> Result<Plan<
         )));
     };
     let config_name = src.name(&found.config_member);
-    let config: ConfigFile = serde_json::from_slice(&found.config_bytes)
-        .map_err(|e| Error::usage(format!("{config_name}: not an image config: {e}")))?;
+    let config: ConfigFile = serde_json::from_slice(&found.config_bytes).map_err(|e| {
+        Error::usage(format!("{config_name}: not an image config: {e}")).hint(DAMAGED)
+    })?;
     let diff_ids = diff_ids(&config, &config_name, found.layers.len())?;
 
     let mut plan = Plan::new();
+    for leftover in staging::leftovers(&parent, &name, Kind::Import) {
+        plan.push(Op::RemoveLeftover {
+            path: leftover.path,
+            pid: leftover.pid,
+        });
+    }
+    let staging = staging::path(&parent, &name, Kind::Import);
     plan.push(Op::Stage {
         staging: staging.clone(),
         dest: dest.to_path_buf(),
@@ -323,49 +347,38 @@ pub fn plan(source: &Path, dest: &Path, options: &ImportOptions) -> Result<Plan<
     Ok(plan)
 }
 
-/// DEST must be new or an empty directory, in a directory that exists.
-/// Returns the staging directory beside it: `.NAME.import-PID`.
-fn check_dest(dest: &Path) -> Result<PathBuf, Error> {
-    let shown = dest.display();
-    let Some(name) = dest.file_name() else {
-        return Err(
-            Error::usage(format!("{shown}: not a name for a new directory"))
-                .hint("give the directory to import into, e.g. ./alpine"),
-        );
-    };
-    let parent = match dest.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+/// DEST must be new or an empty directory, in a directory that exists,
+/// and its path one that overlayfs can take its layers from. Returns its
+/// parent and its name.
+fn check_dest(dest: &Path) -> Result<(PathBuf, std::ffi::OsString), Error> {
+    let (parent, name) = paths::new_layer_dir("DIR", dest, "./alpine")?;
+    let shown = paths::shown(dest);
     if !parent.is_dir() {
         return Err(Error::usage(format!(
-            "{shown}: its parent {} is not a directory",
-            parent.display()
+            "DIR {shown}: its parent {} is not a directory",
+            paths::shown(&parent)
         ))
-        .hint(format!("make it first: mkdir -p {}", parent.display())));
+        .hint(format!("make it first: mkdir -p {}", paths::shown(&parent))));
     }
     match std::fs::symlink_metadata(dest) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::usage(format!("{shown}: {}", io_text(&e)))),
+        Err(e) => return Err(Error::usage(format!("DIR {shown}: {}", io_text(&e)))),
         Ok(m) if !m.is_dir() => {
             return Err(
-                Error::usage(format!("{shown}: exists and is not a directory"))
+                Error::usage(format!("DIR {shown}: exists and is not a directory"))
                     .hint("import into a new or empty directory"),
             );
         }
         Ok(_) => {
             let mut entries = std::fs::read_dir(dest)
-                .map_err(|e| Error::usage(format!("{shown}: {}", io_text(&e))))?;
+                .map_err(|e| Error::usage(format!("DIR {shown}: {}", io_text(&e))))?;
             if entries.next().is_some() {
-                return Err(Error::usage(format!("{shown}: not empty"))
+                return Err(Error::usage(format!("DIR {shown}: not empty"))
                     .hint("import into a new or empty directory"));
             }
         }
     }
-    let mut staging = std::ffi::OsString::from(".");
-    staging.push(name);
-    staging.push(format!(".import-{}", std::process::id()));
-    Ok(parent.join(staging))
+    Ok((parent, name))
 }
 
 /// The config's `rootfs.diff_ids`, one per layer.
@@ -400,6 +413,8 @@ fn media_type(given: &str, compression: Compression) -> String {
 /// What executing the steps has made so far.
 #[derive(Debug, Default)]
 struct Progress {
+    /// The lock on the staging directory, held until the import ends.
+    held: Option<staging::Held>,
     /// The staging directory, once made and until renamed: removed if a
     /// later step fails.
     staging: Option<PathBuf>,
@@ -450,15 +465,23 @@ pub fn execute(plan: &Plan<Op>, narrator: &Narrator) -> Result<Image, Error> {
 
 fn run(op: &Op, progress: &mut Progress, narrator: &Narrator) -> Result<(), Error> {
     match op {
+        Op::RemoveLeftover { path, .. } => {
+            staging::remove(path).map_err(|e| Error::io(op.call(), &e))
+        }
         Op::Stage { staging, .. } => {
-            mkdir(staging).map_err(|errno| {
-                let error = Error::sys(format!("mkdir({staging:?})"), errno);
-                if errno == Errno::EEXIST {
-                    error.hint("a leftover of an import that was killed; remove it")
-                } else {
-                    error
+            let held = staging::make(staging).map_err(|(call, errno)| {
+                let error = Error::sys(format!("{call}({staging:?})"), errno);
+                match errno {
+                    Errno::EEXIST => error
+                        .hint("another import into the same directory is under way; wait for it"),
+                    Errno::EACCES | Errno::EPERM => error.hint(
+                        "you may not write beside DIR: import into a directory of yours, or \
+                         run as root",
+                    ),
+                    _ => error,
                 }
             })?;
+            progress.held = Some(held);
             progress.staging = Some(staging.clone());
             let layers = staging.join("layers");
             mkdir(&layers).map_err(|e| Error::sys(format!("mkdir({layers:?})"), e))

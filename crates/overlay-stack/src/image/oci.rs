@@ -143,8 +143,9 @@ pub(super) fn find(source: &Source, wanted: Option<&str>) -> Result<Found, Error
     let bytes = source
         .read("index.json")?
         .ok_or_else(|| Error::usage(format!("{index_name}: missing")))?;
-    let index: Index = serde_json::from_slice(&bytes)
-        .map_err(|e| Error::usage(format!("{index_name}: not an OCI image index: {e}")))?;
+    let index: Index = serde_json::from_slice(&bytes).map_err(|e| {
+        Error::usage(format!("{index_name}: not an OCI image index: {e}")).hint(super::DAMAGED)
+    })?;
     let (top, reference) = choose(source, &index.manifests, wanted)?;
     let (manifest_digest, manifest) = follow(source, top)?;
     let what = format!("manifest {}: config", manifest_digest.short());
@@ -281,12 +282,13 @@ fn follow(source: &Source, start: &Descriptor) -> Result<(Digest, Manifest), Err
         let what = format!("manifest {}", source.name(&digest.blob_path()));
         let bytes = read_blob(source, &descriptor, &what)?;
         let probe: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::usage(format!("{what}: not JSON: {e}")))?;
+            .map_err(|e| Error::usage(format!("{what}: not JSON: {e}")).hint(super::DAMAGED))?;
         let is_index = descriptor.is_index()
             || (descriptor.media_type.is_empty() && probe.get("manifests").is_some());
         if is_index {
-            let index: Index = serde_json::from_value(probe)
-                .map_err(|e| Error::usage(format!("{what}: not an image index: {e}")))?;
+            let index: Index = serde_json::from_value(probe).map_err(|e| {
+                Error::usage(format!("{what}: not an image index: {e}")).hint(super::DAMAGED)
+            })?;
             let images: Vec<&Descriptor> = index
                 .manifests
                 .iter()
@@ -299,8 +301,9 @@ fn follow(source: &Source, start: &Descriptor) -> Result<(Digest, Manifest), Err
             };
             continue;
         }
-        let manifest: Manifest = serde_json::from_value(probe)
-            .map_err(|e| Error::usage(format!("{what}: not an image manifest: {e}")))?;
+        let manifest: Manifest = serde_json::from_value(probe).map_err(|e| {
+            Error::usage(format!("{what}: not an image manifest: {e}")).hint(super::DAMAGED)
+        })?;
         let media_type = manifest
             .media_type
             .as_deref()

@@ -83,10 +83,27 @@ impl Image {
                 Error::usage(format!("{}: {}", path.display(), io_text(&e)))
             }
         })?;
-        serde_json::from_slice(&bytes).map_err(|e| {
+        let image: Image = serde_json::from_slice(&bytes).map_err(|e| {
             Error::usage(format!("{}: not an image record: {e}", path.display()))
                 .hint("import the image again with overlay-stack import")
-        })
+        })?;
+        // Each layer is a directory inside the image's: a record that
+        // names one elsewhere (`/`, `../..`) would stack the host's files.
+        for (i, layer) in image.layers.iter().enumerate() {
+            let inside = !layer.dir.is_empty()
+                && Path::new(&layer.dir)
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)));
+            if !inside {
+                return Err(Error::usage(format!(
+                    "{}: layers[{i}].dir {:?} is not a directory inside the image",
+                    path.display(),
+                    layer.dir
+                ))
+                .hint("import the image again with overlay-stack import"));
+            }
+        }
+        Ok(image)
     }
 
     /// The layer directories, absolute and **top first**: the order

@@ -722,7 +722,7 @@ fn dest_must_be_new_or_empty_and_source_an_image() {
     assert_eq!(
         error.to_string(),
         format!(
-            "{}: not empty; hint: import into a new or empty directory",
+            "DIR {}: not empty; hint: import into a new or empty directory",
             full.display()
         )
     );

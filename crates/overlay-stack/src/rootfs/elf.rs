@@ -51,6 +51,10 @@ pub fn read(path: &Path) -> Result<Executable, Error> {
         Ok(buf)
     })
     .map_err(|e| match e {
+        Malformed::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => Error::setup(format!(
+            "\"{}\" is not a valid ELF file: it ends before its headers do (truncated?)",
+            path.display()
+        )),
         Malformed::Io(e) => io_error(format!("read \"{}\"", path.display()), e),
         Malformed::Header(what) => Error::setup(format!(
             "\"{}\" is not a valid ELF file: {what}",

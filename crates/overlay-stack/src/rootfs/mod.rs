@@ -95,6 +95,10 @@ pub const USER_CACHE: &str = "underhood/rootfs/default";
 
 /// What marks a staging directory's name: `.DIR.staging-PID-N`.
 const STAGING_MARK: &str = ".staging-";
+/// The longest name DIR may have: its staging directory's name, with the
+/// dot, the mark, a PID of up to 10 digits, a dash and a count of up to
+/// 4, must fit in `NAME_MAX`.
+const MAX_NAME: usize = crate::paths::NAME_MAX - 1 - STAGING_MARK.len() - 10 - 1 - 4;
 
 /// Where a rootfs's programs come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,7 +117,13 @@ impl Source {
     pub fn detect(from_host: bool) -> Result<Source, Error> {
         if !from_host {
             if let Some(path) = busybox::find() {
-                if elf::read(&path)? == elf::Executable::Static {
+                let kind = elf::read(&path).map_err(|e| {
+                    e.hint(
+                        "the busybox first on $PATH is damaged: reinstall busybox-static, \
+                         or build with --from-host",
+                    )
+                })?;
+                if kind == elf::Executable::Static {
                     return Ok(Source::Busybox { path });
                 }
             }
@@ -338,6 +348,19 @@ fn leftovers(parent: &Path, name: &std::ffi::OsStr) -> Vec<PathBuf> {
 
 /// DIR as an absolute path, with its parent and its name.
 fn dir_parts(dir: &Path) -> Result<(PathBuf, PathBuf, std::ffi::OsString), Error> {
+    // A rootfs is a layer: mini-run stacks it as a lowerdir.
+    crate::paths::check_layer("DIR", dir)?;
+    let named = dir.file_name().map_or(0, |n| n.len());
+    if named > MAX_NAME {
+        return Err(Error::usage(format!(
+            "DIR {}…: a name of {named} bytes; a rootfs's name has at most {MAX_NAME}, for \
+             its staging directory beside it to fit in the kernel's {}",
+            crate::paths::shown(Path::new(
+                &dir.to_string_lossy().chars().take(24).collect::<String>()
+            )),
+            crate::paths::NAME_MAX
+        )));
+    }
     let dir = std::path::absolute(dir).map_err(|_| {
         Error::usage(format!(
             "{:?} is not a directory's path",
