@@ -1019,22 +1019,8 @@ fn bad_input(user_copy: &Path) -> Result<(), Failed> {
             command.env("PATH", joined);
         }
         let out = run(command.args(&case.args).current_dir(dir))?;
-        let err = stderr(&out);
-        let mut wrong = Vec::new();
-        if out.status.code() != Some(case.code) {
-            wrong.push(format!("exit {:?}, not {}", out.status.code(), case.code));
-        }
-        if err.lines().count() != 1 || !err.starts_with("overlay-stack: ") {
-            wrong.push("not one line starting 'overlay-stack: '".to_string());
-        }
-        for name in &case.names {
-            if !err.contains(name.as_str()) {
-                wrong.push(format!("does not name {name:?}"));
-            }
-        }
-        if !out.stdout.is_empty() {
-            wrong.push("wrote on stdout".to_string());
-        }
+        let names: Vec<&str> = case.names.iter().map(String::as_str).collect();
+        let mut wrong = support::refusal_problems(&out, "overlay-stack", case.code, &names);
         let after = tree_of(dir);
         if after != before {
             let made: Vec<&String> = after.iter().filter(|l| !before.contains(l)).collect();

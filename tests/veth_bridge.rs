@@ -616,19 +616,8 @@ fn refused(s: &Sandbox, bin: &Path, prefix: &[&str], refusals: &[Refusal]) -> Re
     for r in refusals {
         let args: Vec<&str> = r.args.iter().map(String::as_str).collect();
         let out = s.veth_bridge_as(bin, prefix, &args)?;
-        let err = stderr(&out);
-        let mut wrong = Vec::new();
-        if out.status.code() != Some(r.code) {
-            wrong.push(format!("exit {:?}, not {}", out.status.code(), r.code));
-        }
-        if err.lines().count() != 1 || !err.starts_with("veth-bridge: ") {
-            wrong.push("not one line beginning 'veth-bridge: '".into());
-        }
-        for says in &r.says {
-            if !err.contains(says.as_str()) {
-                wrong.push(format!("does not say {says:?}"));
-            }
-        }
+        let says: Vec<&str> = r.says.iter().map(String::as_str).collect();
+        let mut wrong = support::refusal_problems(&out, "veth-bridge", r.code, &says);
         let changes = s.ledger()?.changes(&before);
         if !changes.is_empty() {
             wrong.push(format!("changed the sandbox: {}", changes.join("; ")));

@@ -138,6 +138,30 @@ pub fn describe(output: &Output) -> String {
     )
 }
 
+/// What is wrong with `output` as `program`'s refusal of bad input, each
+/// as a few words: the contract is exit `code`, one line on stderr that
+/// starts `PROGRAM: ` and says each of `says`, and nothing on stdout.
+/// Empty when it was refused as documented.
+pub fn refusal_problems(output: &Output, program: &str, code: i32, says: &[&str]) -> Vec<String> {
+    let err = stderr(output);
+    let mut wrong = Vec::new();
+    if output.status.code() != Some(code) {
+        wrong.push(format!("exit {:?}, not {code}", output.status.code()));
+    }
+    if err.lines().count() != 1 || !err.starts_with(&format!("{program}: ")) {
+        wrong.push(format!("not one line starting '{program}: '"));
+    }
+    for said in says {
+        if !err.contains(said) {
+            wrong.push(format!("does not say {said:?}"));
+        }
+    }
+    if !output.stdout.is_empty() {
+        wrong.push("wrote on stdout".to_string());
+    }
+    wrong
+}
+
 /// A temporary directory the given user can enter (tempfile's are 0700).
 pub fn scratch() -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt;
