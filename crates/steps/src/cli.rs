@@ -76,6 +76,31 @@ pub fn parse<P: clap::Parser>(program: &str) -> P {
     parse_or_exit(program, crate::exit::USAGE)
 }
 
+/// clap's message as one line: a note it puts on a line of its own
+/// (`  [possible values: on, off]`) follows after `; `, and a newline that
+/// came with a value is shown as `\n`, so that it cannot break the line.
+fn one_line(message: &str) -> String {
+    let mut lines = message.lines();
+    let mut out = lines.next().unwrap_or_default().to_string();
+    for line in lines {
+        match line
+            .trim()
+            .strip_prefix('[')
+            .and_then(|l| l.strip_suffix(']'))
+        {
+            Some(note) if line.starts_with("  ") => {
+                out.push_str("; ");
+                out.push_str(note);
+            }
+            _ => {
+                out.push_str("\\n");
+                out.push_str(line);
+            }
+        }
+    }
+    out
+}
+
 /// [`parse`], ending with `code` on bad usage: `mini-run` keeps 2 and
 /// every small code for the container's own exit status, as `docker run`
 /// does, and says 125 for its own failures, bad usage included.
@@ -101,7 +126,7 @@ pub fn parse_or_exit<P: clap::Parser>(program: &str, code: u8) -> P {
                 .trim_start()
                 .split_once("\n\n")
                 .unwrap_or((rendered.trim(), ""));
-            let message = message.trim_start_matches("error: ").replace('\n', "\\n");
+            let message = one_line(message.trim_start_matches("error: "));
             let first = if message.is_empty() {
                 "bad usage"
             } else {
@@ -119,5 +144,20 @@ pub fn parse_or_exit<P: clap::Parser>(program: &str, code: u8) -> P {
             eprintln!("{program}: {first}{tip}; see '{program} --help'");
             std::process::exit(i32::from(code));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn clap_s_notes_follow_on_the_line_and_a_value_s_newline_is_escaped() {
+        assert_eq!(
+            super::one_line("invalid value 'maybe' for '<STATE>'\n  [possible values: on, off]"),
+            "invalid value 'maybe' for '<STATE>'; possible values: on, off"
+        );
+        assert_eq!(
+            super::one_line("invalid value 'a\nb' for '--name'"),
+            "invalid value 'a\\nb' for '--name'"
+        );
     }
 }
