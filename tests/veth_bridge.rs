@@ -17,7 +17,6 @@
 //! to an "upstream" host) it takes back first; what veth-bridge made,
 //! only veth-bridge's own commands may take back.
 
-use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -115,75 +114,24 @@ fn main() {
     suite.run();
 }
 
-/// What a network namespace holds that veth-bridge could make or change,
-/// one line each: links (name and flags, less those that follow a
-/// carrier), addresses, routes of every table. Not the IPv6 link-local
-/// addresses and their routes, which the kernel gives every link that is
-/// up, a while later (after duplicate address detection), and takes with
-/// it: the link's own line stands for them.
-const NETWORK: &str = r#"{
-ip -o link show | sed -E 's/^[0-9]+: ([^:@]+)[^<]*<([^>]*)>.*/link \1 <\2>/; s/(LOWER_UP|NO-CARRIER|M-DOWN),?//g; s/,>/>/'
-ip -o addr show | sed -E 's/^[0-9]+: +/addr /; s/\\? +valid_lft.*//; s/ +/ /g'
-ip -4 route show table all | sed 's/^/route /; s/ linkdown//'
-ip -6 route show table all | sed 's/^/route6 /; s/ linkdown//'
-} | grep -v ' fe80:'"#;
+/// The ledger of the sandbox's namespaces: support's, whose lines each
+/// test compares at its end.
+type NetLedger = support::ledger::Ledger;
 
-/// And what a host holds besides: the nftables ruleset, and the sysctls
-/// veth-bridge writes (forwarding, and route_localnet for all, the
-/// defaults and each link).
-const FIREWALL: &str = r#"if command -v nft >/dev/null; then nft list ruleset | sed 's/^/nft /'; fi
-echo "sysctl net.ipv4.ip_forward = $(cat /proc/sys/net/ipv4/ip_forward)"
-grep -H . /proc/sys/net/ipv4/conf/*/route_localnet | sed 's/^/sysctl /'"#;
-
-/// A ledger of network namespaces: each line of their state, counted
-/// (a ruleset repeats its closing braces).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct NetLedger(BTreeMap<String, usize>);
-
-impl NetLedger {
-    fn add(&mut self, line: String) {
-        *self.0.entry(line).or_default() += 1;
-    }
-
-    /// The lines of `text` that `keep` keeps, trimmed, after `prefix`.
-    fn add_text(&mut self, prefix: &str, text: &str, keep: impl Fn(&str) -> bool) {
-        for line in text.lines().map(str::trim).filter(|l| keep(l)) {
-            if !line.is_empty() && line != "nft" {
-                self.add(format!("{prefix}{line}"));
-            }
-        }
-    }
-
-    /// What differs from `before`, one line each: `+ LINE` is new,
-    /// `- LINE` is gone.
-    fn changes(&self, before: &NetLedger) -> Vec<String> {
-        let count = |ledger: &NetLedger, line: &str| ledger.0.get(line).copied().unwrap_or(0);
-        let mut changes = Vec::new();
-        for line in self.0.keys().chain(before.0.keys()) {
-            let (now, then) = (count(self, line), count(before, line));
-            let sign = if now > then { '+' } else { '-' };
-            if now != then && !changes.iter().any(|c: &String| c[2..] == **line) {
-                changes.push(format!("{sign} {line}"));
-            }
-        }
-        changes
-    }
-
-    /// Fails, naming each line, unless nothing changed since `before`.
-    fn same_as(&self, before: &NetLedger, when: &str) -> Result<(), Failed> {
-        let changes = self.changes(before);
-        ensure(
-            changes.is_empty(),
-            format!("{when}, the sandbox changed:\n  {}", changes.join("\n  ")),
-        )
-    }
+/// Fails, naming each line, unless nothing changed since `before`.
+fn same_as(now: &NetLedger, before: &NetLedger, when: &str) -> Result<(), Failed> {
+    let changes = now.changes_since(before);
+    ensure(
+        changes.is_empty(),
+        format!("{when}, the sandbox changed:\n  {}", changes.join("\n  ")),
+    )
 }
 
 /// A container's namespace: lo's flags count (connect brings it up,
 /// disconnect puts it down again), not the 127.0.0.1 and the routes the
 /// kernel gave it when it came up, which it keeps down.
 fn not_of_lo(line: &str) -> bool {
-    !(line.starts_with("addr lo ") || line.contains(" dev lo "))
+    !(line.starts_with("address lo ") || line.contains(" dev lo "))
 }
 
 /// Makes a sandbox, writes down its ledger, runs `test` in it, and when
@@ -263,7 +211,7 @@ mod sandbox {
             let name = self.make_netns(short)?;
             let mut born = NetLedger::default();
             self.container_state(short, &mut born)?;
-            self.before.0.extend(born.0);
+            self.before.extend(born);
             self.containers.push(short.into());
             Ok(name)
         }
@@ -392,8 +340,8 @@ mod sandbox {
         }
 
         fn container_state(&self, short: &str, ledger: &mut NetLedger) -> Result<(), Failed> {
-            let out = ok(self.exec(short, &["sh", "-c", NETWORK])?)?;
-            ledger.add_text(&format!("in {short}: "), &stdout(&out), not_of_lo);
+            let out = ok(self.exec(short, &["sh", "-c", support::ledger::NETNS])?)?;
+            ledger.add_lines(&format!("in {short}: "), &stdout(&out), not_of_lo);
             Ok(())
         }
 
@@ -402,8 +350,8 @@ mod sandbox {
         /// bridge's leases and the forwarding mark.
         pub fn ledger(&self) -> Result<NetLedger, Failed> {
             let mut ledger = NetLedger::default();
-            let host = ok(self.exec("host", &["sh", "-c", &format!("{NETWORK}\n{FIREWALL}")])?)?;
-            ledger.add_text("", &stdout(&host), |_| true);
+            let host = ok(self.exec("host", &["sh", "-c", support::ledger::NETNS])?)?;
+            ledger.add_lines("", &stdout(&host), |_| true);
             for short in &self.containers {
                 self.container_state(short, &mut ledger)?;
             }
@@ -428,8 +376,7 @@ mod sandbox {
             for link in std::mem::take(&mut self.upstreams) {
                 ok(self.exec("host", &["ip", "link", "del", &link])?)?;
             }
-            self.ledger()?
-                .same_as(&self.before, "after the test passed")
+            same_as(&self.ledger()?, &self.before, "after the test passed")
         }
 
         fn stop_servers(&mut self) {
@@ -581,7 +528,7 @@ fn failed_connect(s: &mut Sandbox) -> Result<(), Failed> {
         out.status.code() == Some(125) && stderr(&out).lines().count() == 1,
         describe(&out),
     )?;
-    s.ledger()?.same_as(&before, "after the failed connect")?;
+    same_as(&s.ledger()?, &before, "after the failed connect")?;
     ok(s.exec("one", &["ip", "link", "del", "eth0"])?)?;
     ok(s.veth_bridge(&["bridge", "del", &bridge])?)?;
     Ok(())
@@ -618,7 +565,7 @@ fn refused(s: &Sandbox, bin: &Path, prefix: &[&str], refusals: &[Refusal]) -> Re
         let out = s.veth_bridge_as(bin, prefix, &args)?;
         let says: Vec<&str> = r.says.iter().map(String::as_str).collect();
         let mut wrong = support::refusal_problems(&out, "veth-bridge", r.code, &says);
-        let changes = s.ledger()?.changes(&before);
+        let changes = s.ledger()?.changes_since(&before);
         if !changes.is_empty() {
             wrong.push(format!("changed the sandbox: {}", changes.join("; ")));
         }
@@ -1259,15 +1206,16 @@ impl OwnNetwork {
     fn state(&self, inside: &[&str]) -> Result<NetLedger, Failed> {
         let mut ledger = NetLedger::default();
         let host = self.sh(&format!(
-            "{NETWORK}\n{FIREWALL}\nfind /run | sed 's/^/file /'"
+            "{}\nfind /run | sed 's/^/file /'",
+            support::ledger::NETNS
         ))?;
-        ledger.add_text("", &host, |_| true);
+        ledger.add_lines("", &host, |_| true);
         for netns in inside {
             let network = self.sh(&format!(
                 "nsenter --net={netns} sh -c '{}'",
-                NETWORK.replace('\'', "'\\''")
+                support::ledger::NETNS.replace('\'', "'\\''")
             ))?;
-            ledger.add_text(&format!("in {netns}: "), &network, not_of_lo);
+            ledger.add_lines(&format!("in {netns}: "), &network, not_of_lo);
         }
         Ok(ledger)
     }
@@ -1296,7 +1244,7 @@ impl Walk<'_> {
             .collect();
         ensure(!steps.is_empty(), describe(&plan))?;
         let before = s.state(&self.inside)?;
-        let same = |what: String| s.state(&self.inside)?.same_as(&before, &what);
+        let same = |what: String| same_as(&s.state(&self.inside)?, &before, &what);
         for n in 1..=steps.len() {
             let after = &steps[n - 1];
             for (fault, code, says) in [

@@ -128,28 +128,13 @@ impl Ledger {
     }
 
     /// What a sandbox's network namespace (kept by a bind mount on
-    /// `netns`) holds that the toolkit could change: its links and their
-    /// flags (but carrier, which a bridge loses with its last port and
-    /// had before its first), addresses (but IPv6 link-local ones, which
-    /// the kernel adds a while after a link gets carrier), routes in every table, the nftables ruleset (with
-    /// counters' values left out) and the namespace's own forwarding
-    /// sysctls. A network test takes it once its sandbox is set up, and
-    /// again at the end, as the machine's ledger is taken around it.
+    /// `netns`) holds that the toolkit could change, as [`NETNS`] prints
+    /// it. A network test takes it once its sandbox is set up, and again
+    /// at the end, as the machine's ledger is taken around it.
     pub fn of_netns(netns: &Path) -> Result<Self, String> {
-        const SCRIPT: &str = r#"
-            ip -o link show | sed -e 's/NO-CARRIER,//' -e 's/,LOWER_UP//' |
-                awk '{ sub(/@[^:]*:$/, ":", $2); print "link", $2, $3 }'
-            ip -o addr show | awk '$4 !~ /^fe80:/ { print "address", $2, $3, $4 }'
-            ip route show table all | grep -v '^local fe80:' | sed -e 's/ linkdown//' -e 's/^/route /'
-            nft list ruleset | sed 's/counter packets [0-9]* bytes [0-9]*/counter/' |
-                awk '$1 == "table" { t = $2 " " $3 } $1 == "chain" { c = $2 }
-                     { $1 = $1; if ($0 != "}" && $0 != "") print "nft", t, c ":", $0 }'
-            for f in ip_forward conf/all/route_localnet; do
-                echo "sysctl $f = $(cat /proc/sys/net/ipv4/$f)"
-            done"#;
         let out = std::process::Command::new("nsenter")
             .arg(format!("--net={}", netns.display()))
-            .args(["sh", "-ec", SCRIPT])
+            .args(["sh", "-ec", NETNS])
             .output()
             .map_err(|e| format!("nsenter --net={}: {e}", netns.display()))?;
         if !out.status.success() {
@@ -159,12 +144,31 @@ impl Ledger {
                 String::from_utf8_lossy(&out.stderr)
             ));
         }
-        Ok(Self(
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .map(String::from)
-                .collect(),
-        ))
+        let mut ledger = Self::default();
+        ledger.add_lines("", &String::from_utf8_lossy(&out.stdout), |_| true);
+        Ok(ledger)
+    }
+
+    /// Adds the lines of `text` (what [`NETNS`] printed, run however the
+    /// test enters its namespace) that `keep` keeps, after `prefix`.
+    pub fn add_lines(&mut self, prefix: &str, text: &str, keep: impl Fn(&str) -> bool) {
+        for line in text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && keep(l))
+        {
+            self.0.insert(format!("{prefix}{line}"));
+        }
+    }
+
+    /// Adds one line.
+    pub fn add(&mut self, line: String) {
+        self.0.insert(line);
+    }
+
+    /// Adds every line of `other`.
+    pub fn extend(&mut self, other: Ledger) {
+        self.0.extend(other.0);
     }
 
     /// How this ledger differs from `before`: `+ line` for what is new,
@@ -213,6 +217,29 @@ pub fn checked(
         .into()),
     }
 }
+
+/// A shell script that prints, a line each, what a network namespace
+/// holds that the toolkit could change: its links and their flags (but
+/// carrier, which a bridge loses with its last port and had before its
+/// first), addresses and routes in every table (but IPv6 link-local ones
+/// and their routes, which the kernel adds a while after a link gets
+/// carrier, and takes with it), the nftables
+/// ruleset by table and chain (with counters' values left out), and the
+/// sysctls veth-bridge writes: forwarding, and route_localnet for all,
+/// the defaults and each link.
+pub const NETNS: &str = r#"
+ip -o link show | sed -E 's/(LOWER_UP|NO-CARRIER|M-DOWN),?//g; s/,>/>/' |
+    awk '{ sub(/@[^:]*:$/, ":", $2); print "link", $2, $3 }'
+ip -o addr show | awk '$4 !~ /^fe80:/ { print "address", $2, $3, $4 }'
+ip route show table all | grep -v 'fe80:' | sed -e 's/ linkdown//' -e 's/^/route /'
+if command -v nft >/dev/null; then
+    nft list ruleset | sed 's/counter packets [0-9]* bytes [0-9]*/counter/' |
+        awk '$1 == "table" { t = $2 " " $3 } $1 == "chain" { c = $2 }
+             { $1 = $1; if ($0 != "}" && $0 != "") print "nft", t, c ":", $0 }'
+fi
+echo "sysctl net.ipv4.ip_forward = $(cat /proc/sys/net/ipv4/ip_forward)"
+grep -H . /proc/sys/net/ipv4/conf/*/route_localnet | sed 's/^/sysctl /'
+"#;
 
 /// The cgroups at or below a directory named `underhood` (the toolkit's
 /// parents) or `underhood-…` (the bench's), in any hierarchy.
