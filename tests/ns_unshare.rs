@@ -693,7 +693,35 @@ fn bad_input() -> Result<(), Failed> {
     std::fs::write(&not_executable, "echo hi\n")?;
     let not_executable = not_executable.to_string_lossy().into_owned();
     let not_a_namespace = format!("--uts={not_executable}");
+    let long = format!("--hostname={}", "x".repeat(300));
+    let file_root = format!("--root={not_executable}");
+    let missing_root = format!("--root={}", dir.path().join("missing").display());
     let cases: &[(&[&str], i32, &str)] = &[
+        (
+            &["--uts", "--hostname=", "true"],
+            2,
+            "--hostname '': use 1 to 64",
+        ),
+        (&["--uts", &long, "true"], 2, "use 1 to 64 letters"),
+        (&["--uts", "--hostname=-x", "true"], 2, "--hostname '-x'"),
+        (
+            &["--uts", "--hostname=a\nb", "true"],
+            2,
+            "--hostname 'a\\nb'",
+        ),
+        (&["--uts", "--hostname=é", "true"], 2, "--hostname 'é'"),
+        (
+            &["--uts", "--hostname=../x", "true"],
+            2,
+            "--hostname '../x'",
+        ),
+        (&["--uts", "--hostname=a/b", "true"], 2, "--hostname 'a/b'"),
+        (&["--map-users", "abc", "true"], 2, "--map-users: 'abc'"),
+        (
+            &["--setgroups", "x", "true"],
+            2,
+            "possible values: allow, deny",
+        ),
         (
             &["--no-such-flag"],
             2,
@@ -732,7 +760,22 @@ fn bad_input() -> Result<(), Failed> {
             "is not a namespace file",
         ),
     ];
-    for (args, code, message) in cases {
+    // A root that is missing or a file is found in the child, once the
+    // mount namespace it needs (and root) is there.
+    let roots: &[(&[&str], i32, &str)] = &[
+        (
+            &["--mount", "--fork", &missing_root, "true"],
+            125,
+            "no such file or directory (ENOENT); hint:",
+        ),
+        (
+            &["--mount", "--fork", &file_root, "true"],
+            125,
+            "not a directory (ENOTDIR); hint:",
+        ),
+    ];
+    let roots = if support::is_root() { roots } else { &[] };
+    for (args, code, message) in cases.iter().chain(roots) {
         let out = run(ns_unshare().args(*args))?;
         let err = stderr(&out);
         ensure_eq(
