@@ -195,10 +195,19 @@ fn go(cli: &Cli, narrator: &Narrator) -> Result<(), Error> {
         }
         Command::Show => {
             let nl = Netlink::open()?;
-            print!(
-                "{}",
-                show::render(&nl, &nft::list()?, cli.steps.stdout_palette())?
-            );
+            // Some kernels (6.1) let only CAP_NET_ADMIN read nftables:
+            // without it, show what can be read and say what is left out.
+            let table = match nft::list() {
+                Ok(table) => table,
+                Err(error) if !nix::unistd::Uid::effective().is_root() => {
+                    eprintln!(
+                        "veth-bridge: NAT and published ports are left out: {error}; run it with sudo to see them"
+                    );
+                    nft::Table::default()
+                }
+                Err(error) => return Err(error),
+            };
+            print!("{}", show::render(&nl, &table, cli.steps.stdout_palette())?);
         }
     }
     Ok(())
